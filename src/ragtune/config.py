@@ -1,0 +1,157 @@
+"""One typed Settings model: defaults < ragtune.toml < RAGTUNE_* environment < CLI flags.
+
+``ragtune.toml`` is read from the working folder, then from the knowledge-base folder
+(the kb's file wins, so a kb carries its own settings). Environment variables name a
+field as ``RAGTUNE_<SECTION>__<FIELD>``, e.g. ``RAGTUNE_GENERATOR__MODEL=./my-model``.
+CLI flags and Python callers pass dotted overrides: ``{"retrieval.k": 8}``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ragtune.errors import ConfigError
+
+CONFIG_FILE = "ragtune.toml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ChunkingSettings(Section):
+    chunk_tokens: int = 256  # counted with the embedder's tokenizer
+    overlap_tokens: int = 32
+
+
+class EmbedderSettings(Section):
+    backend: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    model: str = "all-MiniLM-L6-v2"  # packaged default, a sentence-transformers folder, or an endpoint's model name
+    base_url: str | None = None  # for backend="openai"
+    api_key_env: str = "OPENAI_API_KEY"
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+class StoreSettings(Section):
+    backend: Literal["lancedb"] = "lancedb"
+
+
+class RetrievalSettings(Section):
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    k: int = 5
+    candidates: int = 50  # per retriever, before fusion
+    rerank: bool = False
+    reranker_model: str | None = None  # a local cross-encoder folder
+
+
+class GeneratorSettings(Section):
+    backend: Literal["transformers", "openai"] = "transformers"
+    model: str = "smollm2"  # packaged alias (smollm2, gemma3-270m), a local HF folder, a .gguf file, or an endpoint's model name
+    base_url: str | None = None  # for backend="openai", e.g. http://localhost:11434/v1
+    api_key_env: str = "OPENAI_API_KEY"
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+class RagSettings(Section):
+    min_relevance: float = 0.25  # below this best dense similarity the answer abstains instead of guessing
+    max_context_tokens: int = 1536
+
+
+class FinetuneSettings(Section):
+    method: Literal["lora", "full"] = "lora"
+    epochs: float = 3.0
+    learning_rate: float = 2e-4
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_seq_tokens: int = 256
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    validation_fraction: float = 0.1
+    eval_every: int = 20
+    save_every: int = 20
+    patience: int = 3
+    seed: int = 0
+
+
+class ServeSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key_env: str = "RAGTUNE_API_KEY"  # when set (or when binding beyond loopback) a bearer token is required
+    cors_origins: list[str] = []
+    max_upload_mb: int = 50
+    rate_limit_per_minute: int = 120
+
+
+class Settings(Section):
+    chunking: ChunkingSettings = ChunkingSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    store: StoreSettings = StoreSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    rag: RagSettings = RagSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+    serve: ServeSettings = ServeSettings()
+
+
+def load_settings(kb_dir: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                  cwd: str | Path | None = None) -> Settings:
+    """The effective settings for a knowledge base (or none), with overrides applied last."""
+    merged: dict[str, Any] = {}
+    folders = [Path(cwd or Path.cwd())] + ([Path(kb_dir)] if kb_dir else [])
+    for folder in dict.fromkeys(p.resolve() for p in folders):
+        path = folder / CONFIG_FILE
+        if path.is_file():
+            try:
+                _deep_merge(merged, tomllib.loads(path.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
+    for key, value in os.environ.items():
+        if key.startswith("RAGTUNE_") and "__" in key:
+            _set_dotted(merged, key[len("RAGTUNE_"):].lower().replace("__", "."), value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(merged, key, value)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"setting '{field}': {err['msg']} (check ragtune.toml, RAGTUNE_* variables and flags)") from None
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["retrieval.k=8", ...]`` → ``{"retrieval.k": "8"}`` (pydantic converts the types)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"'{pair}': expected KEY=VALUE, e.g. retrieval.k=8")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _deep_merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _set_dotted(into: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        into = into.setdefault(part, {})
+        if not isinstance(into, dict):
+            raise ConfigError(f"setting '{dotted}': '{part}' is not a section")
+    into[last] = value

@@ -1,0 +1,21 @@
+"""One error family for everything a user can get wrong.
+
+The CLI and the server print ``str(error)``: one line that names the file or field,
+says what is wrong and what to do. Never a traceback for bad input.
+"""
+
+
+class RagtuneError(Exception):
+    """A user-facing error; the message says what to do."""
+
+
+class InputError(RagtuneError):
+    """A file, dataset row or request that cannot be used as given."""
+
+
+class ConfigError(RagtuneError):
+    """A setting in ragtune.toml, the environment or a flag that is invalid."""
+
+
+class ModelError(RagtuneError):
+    """A model or endpoint that cannot be loaded or reached."""
