@@ -1,0 +1,7 @@
+"""PLACEHOLDER: commands of this group are written by its owner."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
