@@ -46,6 +46,8 @@ class RetrievalSettings(Section):
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
     k: int = 5
     candidates: int = 50  # per retriever, before fusion
+    fusion: Literal["convex", "rrf"] = "convex"  # convex: min-max-normalised cosine and BM25, mixed by dense_weight
+    dense_weight: float = 0.4  # share of the dense signal in the fused score (0 = BM25 only, 1 = dense only)
     rerank: bool = False
     reranker_model: str | None = None  # a local cross-encoder folder
 
@@ -59,6 +61,8 @@ class GeneratorSettings(Section):
     temperature: float = 0.0
     device: str = "auto"
     dtype: str = "auto"
+    optimize: Literal["none", "int8"] = "none"  # CPU speed-up for transformers models; see docs/models.md
+    static_cache: bool = True  # pre-allocated KV cache: faster decoding on CPU, same greedy text
 
 
 class RagSettings(Section):
@@ -77,19 +81,36 @@ class FinetuneSettings(Section):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     validation_fraction: float = 0.1
-    eval_every: int = 20
-    save_every: int = 20
-    patience: int = 3
+    eval_every: int = 20  # optimizer steps between validation-loss evaluations
+    save_every: int = 20  # optimizer steps between resumable checkpoints
+    patience: int = 3  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs when smaller)
+    warmup_fraction: float = 0.05  # linear warm-up share of the steps, then linear decay
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    min_delta: float = 0.0  # a validation loss must beat the best by more than this to count as better
+    lora_target_modules: list[str] | None = None  # None: chosen per architecture
+    keep_checkpoints: int = 2  # newest resumable checkpoints kept on disk
+    merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
+    loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
+    eval_max_examples: int = 256  # cap on validation (and train-loss probe) examples per evaluation
+    overfit_ratio: float = 1.25  # warn when validation loss ends this many times above its best, or the gap is this wide
 
 
 class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key_env: str = "RAGTUNE_API_KEY"  # when set (or when binding beyond loopback) a bearer token is required
-    cors_origins: list[str] = []
-    max_upload_mb: int = 50
-    rate_limit_per_minute: int = 120
+    cors_origins: list[str] = []  # empty: no cross-origin access (the page is served from the same origin)
+    max_upload_mb: int = 50  # per uploaded file
+    max_request_mb: float = 1.0  # any other request body (chat, search, embeddings)
+    upload_types: list[str] = [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"]
+    rate_limit_per_minute: int = 120  # per API key (or client address without one); 0 turns it off
+    max_concurrent_generations: int = 1  # per model; further requests wait their turn without blocking the server
+    shutdown_timeout_s: float = 120.0  # how long shutdown waits for queued ingestion to finish
+    finetuned: str | None = None  # a fine-tuned model folder or adapter, served as "finetuned" / "finetuned+rag"
+    report_dir: str = "report"  # where `ragtune evaluate` writes; the page links the newest index.html in it
 
 
 class Settings(Section):

@@ -1,7 +1,168 @@
-"""PLACEHOLDER: commands of this group are written by its owner."""
+"""Knowledge-base commands: ingest, search, sources, remove, config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
 
 import typer
 
+KB_OPTION = typer.Option(Path("kb"), "--kb", help="Knowledge-base folder.")
+
+
+def _open(kb: Path, create: bool = False, overrides: dict | None = None):
+    from ragtune.config import load_settings
+    from ragtune.errors import InputError
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    if not create and not (kb / "manifest.json").exists():
+        raise InputError(f"{kb}: no knowledge base here; create one with: ragtune ingest PATH --kb {kb}")
+    return KnowledgeBase(kb, settings=load_settings(kb, overrides))
+
+
+def _console(stderr: bool = False):
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (CI logs, scripts) gets wide lines instead of names truncated at 80 columns.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+
+
+def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
+           kb: Path = KB_OPTION,
+           tag: List[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
+           as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON.")) -> None:
+    """Add files to the knowledge base: unchanged files are skipped, changed ones replaced."""
+    from rich.table import Table
+
+    report = _open(kb, create=True).add(paths, tags=tag or None)
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+    else:
+        table = Table("status", "source", "chunks", "note", box=None)
+        table.columns[1].overflow = table.columns[3].overflow = "fold"
+        colour = {"added": "green", "updated": "cyan", "unchanged": "dim", "failed": "red"}
+        for item in report:
+            table.add_row(f"[{colour[item.status]}]{item.status}[/]", item.source, str(item.chunks),
+                          item.reason if item.status == "failed" else "")
+        _console().print(table)
+        counts = ", ".join(f"{len(report.of(s))} {s}" for s in ("added", "updated", "unchanged", "failed"))
+        _console().print(f"{counts}; {report.embedded} chunks embedded; kb: {kb}")
+    for item in report.failed:
+        typer.secho(f"error: {item.reason}", fg="red", err=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def search(query: str = typer.Argument(..., help="What to look for."),
+           kb: Path = KB_OPTION,
+           k: Optional[int] = typer.Option(None, "-k", "--k", help="How many hits (default retrieval.k)."),
+           mode: Optional[str] = typer.Option(None, "--mode", help="hybrid (default), dense or lexical."),
+           source: List[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
+           tag: List[str] = typer.Option([], "--tag", help="Only chunks with any of these tags (repeatable)."),
+           as_json: bool = typer.Option(False, "--json", help='Print [{"source", "text", "score", ...}].')) -> None:
+    """Find the passages that best match a query."""
+    where: dict[str, Any] = {}
+    if source:
+        where["source"] = source
+    if tag:
+        where["tags"] = tag
+    hits = _open(kb).search(query, k=k, where=where or None, mode=mode)
+    if as_json:
+        print(json.dumps([{"source": h.source, "text": h.text, "score": h.score, "id": h.id,
+                           "dense_score": h.metadata.get("dense_score"),
+                           "lexical_score": h.metadata.get("lexical_score"),
+                           "metadata": h.metadata} for h in hits], ensure_ascii=False, indent=1, default=str))
+        return
+    console = _console()
+    if not hits:
+        console.print("no matches")
+    for n, h in enumerate(hits, 1):
+        console.print(f"[bold][{n}][/] {h.source}  [dim]score {h.score:.3f}, "
+                      f"cosine {h.metadata.get('dense_score', 0.0):.3f}[/]")
+        snippet = " ".join(h.text.split())
+        console.print(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}", markup=False)
+
+
+def sources(kb: Path = KB_OPTION,
+            as_json: bool = typer.Option(False, "--json", help="Print the sources as JSON.")) -> None:
+    """List what is in the knowledge base."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    infos = _open(kb).sources()
+    if as_json:
+        print(json.dumps([asdict(s) for s in infos], ensure_ascii=False, indent=1))
+        return
+    table = Table("source", "chunks", "format", "added", "sha256", box=None)
+    table.columns[0].overflow = "fold"
+    for s in infos:
+        table.add_row(s.source, str(s.chunks), s.format or "-", s.added_at, s.sha256[:12])
+    console = _console()
+    console.print(table)
+    console.print(f"{len(infos)} sources, {sum(s.chunks for s in infos)} chunks")
+
+
+def remove(source: str = typer.Argument(..., help="A source name as shown by `ragtune sources`."),
+           kb: Path = KB_OPTION) -> None:
+    """Delete one source and its chunks."""
+    n = _open(kb).remove(source)
+    _console().print(f"removed {source}: {n} chunks")
+
+
+def config(kb: Path = KB_OPTION,
+           set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. retrieval.k=8 (repeatable)."),
+           save: bool = typer.Option(False, "--save", help="Write the --set values into <kb>/ragtune.toml."),
+           as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Print the effective settings (defaults < ragtune.toml < RAGTUNE_* environment < --set)."""
+    from ragtune.config import CONFIG_FILE, load_settings, parse_assignments
+
+    overrides = parse_assignments(set_)
+    settings = load_settings(kb, overrides)  # validates the overrides before anything is saved
+    if save and overrides:
+        _save_overrides(kb / CONFIG_FILE, overrides)
+        typer.secho(f"saved {len(overrides)} setting(s) to {kb / CONFIG_FILE}", err=True)
+    data = settings.model_dump(mode="json")
+    print(json.dumps(data, indent=1) if as_json else to_toml(data))
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Settings as TOML (sections of scalars and lists; unset values shown as comments)."""
+    lines: list[str] = []
+    for section, fields in data.items():
+        lines.append(f"[{section}]")
+        for key, value in fields.items():
+            lines.append(f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _save_overrides(path: Path, overrides: dict[str, str]) -> None:
+    import os
+    import tomllib
+
+    from ragtune.config import Settings
+
+    current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        current.setdefault(section, {})[field] = value
+    # Store typed values: validate through Settings, then keep only the keys the file names.
+    typed = Settings.model_validate(current).model_dump(mode="json")  # already validated by load_settings
+    text = to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(ingest)
+    app.command()(search)
+    app.command()(sources)
+    app.command()(remove)
+    app.command()(config)
