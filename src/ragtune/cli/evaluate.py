@@ -1,7 +1,107 @@
-"""PLACEHOLDER: commands of this group are written by its owner."""
+"""`ragtune eval` (run the variants, write report/) and `ragtune advise` (recommend RAG, fine-tuning or both)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def eval_command(
+    qa_file: Path = typer.Argument(..., help="QA JSONL, or a SQuAD-style / APIBench-style folder"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="knowledge-base folder (a QA folder's documents are indexed into it)"),
+    model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
+    finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
+    out: Path = typer.Option(Path("report"), "--out", help="where index.html, results.json and predictions.jsonl go"),
+    variants: Optional[str] = typer.Option(None, "--variants", help="comma list of base,rag,finetuned,finetuned+rag"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="ask a seeded sample of N questions"),
+    seed: int = typer.Option(0, "--seed"),
+    split: Optional[str] = typer.Option(None, "--split", help="only this split of the QA set (APIBench: train/validation/test)"),
+    train_qa: Optional[Path] = typer.Option(None, "--train-qa", help="the fine-tuning data: questions in it count as 'seen' (generalisation test)"),
+    freshness: bool = typer.Option(False, "--freshness", help="also change/add facts in a copy of the KB and re-ask"),
+    qa_format: str = typer.Option("auto", "--format", help="auto, jsonl, squad or apibench"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length cap"),
+    k: Optional[int] = typer.Option(None, "-k", help="passages retrieved per question"),
+    set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
+) -> None:
+    """Run base / RAG / fine-tuned / fine-tuned+RAG on the same questions; write report/index.html and results.json."""
+    from ragtune.config import load_settings, parse_assignments
+    from ragtune.evaluate.qa import load_qa
+    from ragtune.evaluate.runner import evaluate
+
+    overrides = parse_assignments(set_)
+    overrides.update({"generator.max_new_tokens": max_new_tokens, "retrieval.k": k})
+    settings = load_settings(kb, overrides)
+    judge_gen = None
+    if judge:
+        from ragtune.models.loading import load_generator
+
+        judge_gen = load_generator(settings.generator.model_copy(update={
+            "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
+    results = evaluate(load_qa(qa_file, qa_format), kb=kb, model=model, finetuned=finetuned, out=out, settings=settings,
+                       variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
+                       seed=seed, split=split, train_qa=train_qa, freshness=freshness,
+                       judge=judge_gen)
+    _print_summary(results, out)
+
+
+def _print_summary(results: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    key = results["headline"]
+    table = Table(title=f"{results['qa']['name']}: {results['qa']['n']} questions ({key})")
+    for col in ("variant", key, "95% CI", "p50 s", "p95 s", "peak MiB"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for name, v in results["variants"].items():
+        ci, lat = v["ci"]["score"], v["latency_s"]
+        table.add_row(name, f"{v['score']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]", f"{lat['p50'] or 0:.2f}",
+                      f"{lat['p95'] or 0:.2f}", f"{v['peak_rss_mb']:.0f}" if v.get("peak_rss_mb") else "–")
+    console = Console()
+    console.print(table)
+    if results.get("retrieval"):
+        r = results["retrieval"]
+        console.print(f"retrieval: recall@1 {r['recall@1']:.3f}, recall@{r['k']} {r['recall@k']:.3f}, MRR {r['mrr']:.3f}")
+    tied = f" (tied with {', '.join(results['tied_with_best'])})" if results.get("tied_with_best") else ""
+    console.print(f"best: {results['best']}{tied}\nreport: {out / 'index.html'}  results: {out / 'results.json'}")
+
+
+def advise_command(
+    answers: Optional[Path] = typer.Option(None, "--answers", help="TOML file of questionnaire answers"),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE answer, e.g. knowledge_change=daily (repeatable)"),
+    evidence: Optional[Path] = typer.Option(None, "--evidence", help="report folder (or results.json) from `ragtune eval`"),
+    as_json: bool = typer.Option(False, "--json", help="print the recommendation as JSON"),
+) -> None:
+    """Recommend RAG, fine-tuning, both or neither, with reasons citing your constraints and measured figures."""
+    from ragtune.advise import QUESTIONS, advise, read_answers
+    from ragtune.config import parse_assignments
+
+    given: dict = read_answers(answers) if answers else {}
+    given.update(parse_assignments(set_))
+    if not given and evidence is None and sys.stdin.isatty() and not as_json:
+        for key, (kind, question) in QUESTIONS.items():
+            hint = "/".join(kind) if isinstance(kind, tuple) else ("true/false" if kind is bool else "number")
+            value = typer.prompt(f"{question} [{hint}, Enter to skip]", default="", show_default=False)
+            if value.strip():
+                given[key] = value.strip()
+    rec = advise(given, evidence)
+    if as_json:
+        typer.echo(json.dumps(rec.to_json(), indent=2, default=str))
+        return
+    typer.secho(f"recommendation: {rec.recommendation}", bold=True)
+    for reason in rec.reasons:
+        typer.echo(f"  - {reason}")
+    if rec.to_measure:
+        typer.echo("to decide with evidence, measure:")
+        for item in rec.to_measure:
+            typer.echo(f"  * {item}")
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("eval")(eval_command)
+    app.command("advise")(advise_command)

@@ -1,0 +1,138 @@
+"""Freshness test: change facts in some documents, add new ones, update a copy of the KB, re-ask those questions.
+
+RAG should follow the new facts at once; a fine-tuned model answers from what it was trained on until it is
+retrained. The user's own knowledge base is never touched: the test indexes the QA set's documents into
+``out/freshness-kb`` and updates that copy.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import Settings
+from ragtune.evaluate.qa import QAItem, QASet
+from ragtune.evaluate.scoring import HEADLINE, score
+from ragtune.types import Document
+
+_NAMES = ["Zorvan Pellicott", "Maribel Okonkwo-Strand", "Tessaly Vormund", "Quillon Abernethy", "Idris Falkenrath",
+          "Oriane Castellaw", "Bexley Morgenstrau", "Caspian Ildefonse"]
+_PROJECTS = ["Halcyon Lattice", "Amber Quarry", "Silent Meridian", "Copper Lantern", "Velvet Horizon",
+             "Northern Prism", "Glass Orchard", "Iron Tamarind"]
+_TASKS = ["counting penguins in drone photos", "grading the ripeness of mangoes", "spotting cracks in wind turbine blades",
+          "tagging bird songs in field recordings", "sorting recycled plastics by type", "reading water meter dials",
+          "finding potholes in dashcam video", "classifying coral bleaching in reef photos"]
+
+
+def mutate(answer: str, rng: random.Random) -> str:
+    """A different value of the same kind: numbers shifted, a model URL's version bumped, else a made-up name."""
+    if "tfhub.dev" in answer:
+        return re.sub(r"/(\d+)(['\")]*)$", lambda m: f"/{int(m.group(1)) + 7}{m.group(2)}",
+                      answer.replace("tfhub.dev/", "tfhub.dev/ragtune-fresh/"))
+    if re.search(r"\d", answer):
+        return re.sub(r"\d+", lambda m: str(int(m.group()) + rng.randint(3, 9)), answer)
+    return rng.choice(_NAMES)
+
+
+def changed_facts(qa: QASet, n: int, seed: int) -> tuple[list[QAItem], list[Document], list[str]]:
+    """Up to n answerable questions whose answer appears in their gold document, with the document rewritten."""
+    rng = random.Random(seed)
+    docs = {d.source: d for d in qa.documents}
+    items, new_docs, stale, used = [], [], [], set()
+    for item in rng.sample(qa.items, len(qa.items)):
+        if len(items) >= n or item.is_impossible or not item.gold_sources:
+            continue
+        gold = [docs[s] for s in item.gold_sources if s in docs]
+        old = next((a for a in item.answers if a and gold and a in gold[0].text), None)
+        if old is None or used & set(item.gold_sources):
+            continue  # one change per document keeps the questions independent
+        used.update(item.gold_sources)
+        new = mutate(old, rng)
+        # every record of the fact changes (APIBench has several records per model URL)
+        new_docs.extend(replace(d, text=d.text.replace(old, new)) for d in gold if old in d.text)
+        items.append(replace(item, id=f"{item.id}-changed", answers=[new]))
+        stale.append(old)
+    return items, new_docs, stale
+
+
+def new_facts(metric: str, n: int) -> tuple[list[QAItem], list[Document]]:
+    """n facts no model has seen: made-up projects (knowledge QA) or made-up TF Hub models (API QA)."""
+    items, docs = [], []
+    for i in range(n):
+        source = f"freshness/new-{i}"
+        if metric == "api":
+            call = f"hub.KerasLayer('https://tfhub.dev/ragtune-fresh/{_TASKS[i % 8].split()[0]}-model-{i}/1')"
+            text = (f"domain: Image classification\napi_name: ragtune_fresh_{i}\napi_call: {call}\n"
+                    f"description: A model released this week for {_TASKS[i % 8]}.")
+            question = f"I need a pre-trained model for {_TASKS[i % 8]}. Which one should I load?"
+            answer = call
+        else:
+            project, name, year = _PROJECTS[i % 8], _NAMES[(i + 3) % 8], 2031 + i
+            text = (f"Project {project} was announced in {year}. The lead engineer of Project {project} is {name}, "
+                    f"who joined the team from the Orbital Survey Office.")
+            question, answer = f"Who is the lead engineer of Project {project}?", name
+        docs.append(Document(source, text, {"freshness": "new"}))
+        items.append(QAItem(f"fresh-{i}", question, [answer], [source]))
+    return items, docs
+
+
+def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[str], out: Path, settings: Settings,
+                   rag_factory: Any, kb_factory: Any, gens: dict[str, Any], training: dict | None, n_changed: int = 20,
+                   n_new: int = 5, seed: int = 0, log: Any = None) -> dict:
+    """Update a copy of the KB, re-ask the affected questions with every variant, and compare with retraining.
+    Answers go to ``log`` (as variant ``fresh:<name>``) so an interrupted test resumes."""
+    from ragtune.evaluate.variants import load_model
+
+    if not qa.documents:
+        return {"skipped": "the QA set brings no documents to change; use a SQuAD/APIBench-style folder"}
+    changed, changed_docs, stale = changed_facts(qa, n_changed, seed)
+    added, added_docs = new_facts(qa.metric, n_new)
+    copy = kb_factory(out / "freshness-kb", settings, getattr(kb, "embedder", None))
+    copy.add_documents(qa.documents)  # incremental: a re-run finds it already indexed
+    t0 = time.perf_counter()
+    copy.add_documents(changed_docs + added_docs)  # changed text replaces, new sources are added
+    update_seconds = time.perf_counter() - t0
+    key = HEADLINE[qa.metric]
+    report: dict[str, Any] = {"n_changed": len(changed), "n_new": len(added), "kb_update_seconds": update_seconds,
+                              "retrain_seconds": (training or {}).get("seconds"), "variants": {}, "questions": []}
+    from ragtune.evaluate.variants import model_name
+
+    for variant in variants:
+        which = "finetuned" if variant.startswith("finetuned") else "base"
+        name, answerer = model_name(models[which]), None
+        fresh, old, new = [], [], []
+        for item, old_answer in list(zip(changed, stale)) + [(a, None) for a in added]:
+            rec = log.get(f"fresh:{variant}", name, item) if log is not None else None
+            if rec is None:
+                if answerer is None:
+                    if which not in gens:
+                        gens.clear()
+                        gens[which] = load_model(models[which], settings)
+                    answerer = rag_factory(copy if "rag" in variant else None, gens[which], settings,
+                                           **({"system": qa.system} if qa.system else {}))
+                answer = answerer.ask(item.question)
+                rec = {"variant": f"fresh:{variant}", "model": name, "id": item.id, "question": item.question,
+                       "answers": item.answers, "prediction": answer.text, "abstained": answer.abstained,
+                       "passages": [h.text for h in answer.hits]}
+                if log is not None:
+                    log.append(rec)
+            passages = rec["passages"]
+            s = score(item, rec["prediction"], rec["abstained"], passages, qa.metric)
+            fresh.append(s[key])
+            (new if old_answer is None else old).append(s[key])
+            stale_s = score(replace(item, answers=[old_answer]), rec["prediction"], rec["abstained"], passages,
+                            qa.metric)[key] if old_answer else None
+            report["questions"].append({"variant": variant, "id": item.id, "question": item.question,
+                                        "new_answer": item.answers[0], "old_answer": old_answer,
+                                        "prediction": rec["prediction"], "fresh": s[key], "stale": stale_s})
+        stale_scores = [q["stale"] for q in report["questions"] if q["variant"] == variant and q["stale"] is not None]
+        report["variants"][variant] = {
+            "fresh": sum(fresh) / len(fresh) if fresh else None,
+            "changed_fresh": sum(old) / len(old) if old else None,
+            "changed_stale": sum(stale_scores) / len(stale_scores) if stale_scores else None,
+            "new_facts": sum(new) / len(new) if new else None}
+    return report

@@ -1,0 +1,149 @@
+"""Scores for one answer (EM, F1, ROUGE-L, API match, groundedness, abstention) and for a set (recall@k, MRR, CIs).
+
+Every definition here is written out in docs/evaluate.md; the tests check each against hand-computed cases.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize(text: str) -> str:
+    """SQuAD's official normalisation: lower-case, drop punctuation and articles, collapse white space."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def tokens(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals any normalised gold answer."""
+    return float(any(normalize(prediction) == normalize(a) for a in answers)) if answers else 0.0
+
+
+def _f1(pred: list[str], gold: list[str]) -> float:
+    if not pred or not gold:
+        return float(pred == gold)  # SQuAD: both empty is a match, one empty is not
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1(prediction: str, answers: Sequence[str]) -> float:
+    """SQuAD token F1, the maximum over the gold answers."""
+    return max((_f1(tokens(prediction), tokens(a)) for a in answers), default=0.0)
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0  # row[j-1] of the previous row
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(prediction: str, answers: Sequence[str]) -> float:
+    """ROUGE-L F-measure (beta = 1) on normalised tokens, the maximum over the gold answers."""
+    best = 0.0
+    pred = tokens(prediction)
+    for answer in answers:
+        gold = tokens(answer)
+        lcs = _lcs(pred, gold)
+        if lcs:
+            p, r = lcs / len(pred), lcs / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+_HUB_URL = re.compile(r"https?://(?:tfhub\.dev|www\.kaggle\.com/models)/[\w\-./]+", re.IGNORECASE)
+
+
+def api_urls(text: str) -> list[str]:
+    """The TF Hub model URLs named in a text, normalised (lower-case, no scheme, no trailing slash or query)."""
+    return [u.split("://", 1)[1].rstrip("/.").lower() for u in _HUB_URL.findall(text)]
+
+
+def api_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 when the first API URL in the prediction is the gold call's URL (Gorilla's API match, by URL)."""
+    found = api_urls(prediction)
+    gold = {u for a in answers for u in api_urls(a)}
+    return float(bool(found) and found[0] in gold)
+
+
+# Words that carry no content: an answer built only from them is neither supported nor contradicted.
+STOPWORDS = frozenset(
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
+    "those he she they them his her their we you i me my our your not no yes do does did has have had which who whom "
+    "what when where why how than then so such can could would should will may might also into about over after".split())
+
+
+def groundedness(answer: str, passages: Sequence[str]) -> float | None:
+    """Share of the answer's content tokens that occur in the retrieved passages (None: nothing to judge)."""
+    content = [t for t in tokens(answer) if t not in STOPWORDS]
+    if not content or not passages:
+        return None
+    support = set(tokens(" ".join(passages)))
+    return sum(t in support for t in content) / len(content)
+
+
+_ABSTAIN = re.compile(
+    r"\b(i (do not|don't|cannot|can't) (know|answer|find|tell)|not (mentioned|stated|provided|found|in the (context|passages?|sources?))"
+    r"|no (relevant )?(information|answer)|(cannot|can't) be (answered|determined)|unanswerable|unknown)\b", re.IGNORECASE)
+
+
+def is_abstention(text: str, abstained: bool = False) -> bool:
+    """The answer declines to answer: flagged by RAG, empty, or a refusal phrase."""
+    return abstained or not text.strip() or bool(_ABSTAIN.search(text))
+
+
+def recall_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """1.0 when any gold source is among the first k retrieved sources."""
+    return float(bool(set(retrieved[:k]) & set(gold)))
+
+
+def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str], k: int = 10) -> float:
+    """1 / rank of the first gold source within the first k retrieved (0 when absent)."""
+    gold_set = set(gold)
+    return next((1.0 / rank for rank, s in enumerate(retrieved[:k], 1) if s in gold_set), 0.0)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
+def bootstrap_ci(scores: Sequence[float], resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling questions with replacement."""
+    x = np.asarray(scores, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
+    means = x[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def compare(a: Sequence[float], b: Sequence[float], resamples: int = 1000, confidence: float = 0.95,
+            seed: int = 0) -> dict:
+    """Paired bootstrap of mean(a) - mean(b) over the same questions. The tie rule: when the interval of the
+    difference contains 0 the two are a tie; otherwise the one with the higher mean wins."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError("compare() needs two non-empty score lists over the same questions")
+    lo, hi = bootstrap_ci(x - y, resamples, confidence, seed)
+    diff = float(x.mean() - y.mean())
+    verdict = "tie" if lo <= 0.0 <= hi else ("a" if diff > 0 else "b")
+    return {"diff": diff, "ci": [lo, hi], "verdict": verdict}

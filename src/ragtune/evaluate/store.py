@@ -1,0 +1,113 @@
+"""What an evaluation keeps on disk: the answer log (for resuming), results.json (atomic), the training cost."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ragtune.evaluate.qa import QAItem
+
+
+class PredictionLog:
+    """Append-only JSONL of answered questions; a re-run skips what is already there for the same model."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._done: dict[tuple[str, str, str, str], dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by an interruption: that question is asked again
+                self._done[(rec["variant"], rec["model"], rec["id"], rec["question"])] = rec
+
+    def get(self, variant: str, model: str, item: QAItem) -> dict | None:
+        rec = self._done.get((variant, model, item.id, item.question))
+        return rec if rec and rec.get("answers") == item.answers else None
+
+    def usage(self, variant: str, model: str) -> dict:
+        """Peak RSS and seconds recorded by earlier runs of this variant (empty when none)."""
+        path = self.path.with_name("usage.json")
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get(f"{variant}|{model}", {})
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def record_usage(self, variant: str, model: str, peak_rss_mb: float | None, seconds: float) -> None:
+        path = self.path.with_name("usage.json")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            data = {}
+        data[f"{variant}|{model}"] = {"peak_rss_mb": peak_rss_mb, "seconds": seconds}
+        write_json(path, data)
+
+    def append(self, rec: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._done[(rec["variant"], rec["model"], rec["id"], rec["question"])] = rec
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(_clean(data), f, indent=2, ensure_ascii=False)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
+    os.replace(tmp, path)
+
+
+# Names the training report may give the same figure; the first one present wins.
+_SECONDS = ("train_seconds", "training_seconds", "training_time_s", "train_time_s", "wall_seconds", "seconds",
+            "train_runtime", "elapsed_s")
+_TOKENS = ("train_tokens", "tokens_seen", "tokens", "total_tokens", "trained_tokens", "num_tokens")
+_EXAMPLES = ("train_examples", "n_train", "examples", "num_examples")
+_REPORT_NAMES = ("training_report.json", "train_report.json", "report.json", "training.json")
+
+
+def _find(data: Any, names: tuple[str, ...]) -> Any:
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), (int, float)):
+                return data[name]
+        for value in data.values():
+            found = _find(value, names)
+            if found is not None:
+                return found
+    return None
+
+
+def training_cost(finetuned: Any) -> dict | None:
+    """Training time, tokens and examples from the fine-tuning run's report JSON, when one can be found."""
+    if not isinstance(finetuned, (str, Path)) or not Path(finetuned).is_dir():
+        return None
+    folder = Path(finetuned)
+    for candidate in [folder / n for n in _REPORT_NAMES] + [folder.parent / n for n in _REPORT_NAMES]:
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, OSError):
+                continue
+            seconds, tokens = _find(data, _SECONDS), _find(data, _TOKENS)
+            if seconds is None and tokens is None:
+                continue
+            return {"seconds": seconds, "tokens": tokens, "examples": _find(data, _EXAMPLES),
+                    "tokens_per_second": (tokens / seconds) if seconds and tokens else None,
+                    "report": str(candidate)}
+    return None

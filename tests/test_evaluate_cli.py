@@ -1,0 +1,58 @@
+"""`ragtune advise` and `ragtune eval` from the command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import evaluate as cli_evaluate
+from ragtune.cli.main import app
+
+
+@pytest.fixture(scope="module")
+def runner():
+    if not any(getattr(c, "name", None) == "advise" for c in app.registered_commands):
+        cli_evaluate.register(app)
+    return CliRunner()
+
+
+def test_advise_json_from_set_pairs(runner):
+    res = runner.invoke(app, ["advise", "--set", "knowledge_change=daily", "--set", "dataset_examples=0",
+                              "--set", "domain_data_outside_model=true", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["recommendation"] == "rag"
+    assert any("knowledge changes daily" in r for r in data["reasons"])
+    assert data["to_measure"]  # no evidence: says what to measure
+
+
+def test_advise_toml_answers_and_evidence(runner, tmp_path):
+    (tmp_path / "constraints.toml").write_text('[advise]\nknowledge_change = "static"\ndataset_examples = 550\n'
+                                               'task = "narrow"\n')
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({
+        "headline": "api_match",
+        "variants": {"base": {"score": 0.0}, "rag": {"score": 0.1}, "finetuned": {"score": 0.7}},
+        "comparisons": [{"a": "finetuned", "b": "base", "diff": 0.7, "ci": [0.6, 0.8], "verdict": "a"},
+                        {"a": "rag", "b": "finetuned", "diff": -0.6, "ci": [-0.7, -0.5], "verdict": "b"},
+                        {"a": "rag", "b": "base", "diff": 0.1, "ci": [-0.01, 0.2], "verdict": "tie"}]}))
+    res = runner.invoke(app, ["advise", "--answers", str(tmp_path / "constraints.toml"), "--evidence", str(report)])
+    assert res.exit_code == 0, res.output
+    assert "recommendation: finetune" in res.output
+    assert "finetuned api_match 0.700 vs base 0.000" in res.output
+
+
+def test_bad_answer_is_one_clear_line():
+    proc = subprocess.run([sys.executable, "-m", "ragtune.cli.main", "advise", "--set", "compute=huge"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: advise: compute='huge' must be one of low, medium, high"
+
+
+def test_eval_missing_qa_file_is_one_clear_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ragtune.cli.main", "eval", str(tmp_path / "nope.jsonl")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "nope.jsonl: not found" in proc.stderr and "Traceback" not in proc.stderr
