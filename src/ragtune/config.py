@@ -106,7 +106,7 @@ class ServeSettings(Section):
     max_upload_mb: int = 50  # per uploaded file
     max_request_mb: float = 1.0  # any other request body (chat, search, embeddings)
     upload_types: list[str] = [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"]
-    rate_limit_per_minute: int = 120  # per API key (or client address without one); 0 turns it off
+    rate_limit_per_minute: int = 120  # POST/DELETE per API key (or client address); GET reads free; 0 = off
     max_concurrent_generations: int = 1  # per model; further requests wait their turn without blocking the server
     shutdown_timeout_s: float = 120.0  # how long shutdown waits for queued ingestion to finish
     finetuned: str | None = None  # a fine-tuned model folder or adapter, served as "finetuned" / "finetuned+rag"

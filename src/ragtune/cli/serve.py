@@ -1,7 +1,86 @@
-"""PLACEHOLDER: commands of this group are written by its owner."""
+"""`ragtune serve`: the OpenAI-compatible API, the knowledge-base API and the web page, on one port."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from ragtune.errors import ConfigError
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("serve")(serve)
+
+
+def serve(
+    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base folder (default: ./kb if it exists). "
+                                      "Enables the 'rag' configurations and the upload/search API."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model: packaged alias (smollm2), HF folder "
+                                        "or .gguf (default: generator.model)."),
+    finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="Fine-tuned model folder or adapter; adds "
+                                             "the 'finetuned' and 'finetuned+rag' configurations."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1). Any other "
+                                       "address needs an API key in $RAGTUNE_API_KEY."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Evaluation report folder the page links to "
+                                          "(default: serve.report_dir = ./report)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Serve RAG and your models over an OpenAI-compatible API, with a web page at http://HOST:PORT/."""
+    from ragtune.config import load_settings
+    from ragtune.serve.logs import setup_logging
+    from ragtune.serve.security import api_key_from_env, check_bind
+
+    kb_dir = kb if kb is not None else (Path("kb") if (Path("kb") / "manifest.json").is_file() else None)
+    settings = load_settings(kb_dir, overrides={
+        "generator.model": model, "serve.host": host, "serve.port": port,
+        "serve.finetuned": str(finetuned) if finetuned else None, "serve.report_dir": str(report) if report else None})
+    s = settings.serve
+    api_key = api_key_from_env(s)
+    check_bind(s.host, api_key, s)  # before loading anything: refuse early and clearly
+    _check_port_free(s.host, s.port)
+    setup_logging(log_level)
+
+    import logging
+
+    log = logging.getLogger("ragtune.serve")
+    knowledge_base = None
+    if kb_dir is not None:
+        from ragtune.index.knowledge_base import KnowledgeBase
+
+        knowledge_base = KnowledgeBase(kb_dir, settings)
+    from ragtune.models.loading import load_generator
+
+    log.info("loading models", extra={"base": settings.generator.model, "finetuned": s.finetuned})
+    base = load_generator(settings.generator)
+    tuned = load_generator(settings.generator, model=s.finetuned) if s.finetuned else None
+
+    import uvicorn
+
+    from ragtune.serve.app import create_app
+
+    app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings, kb_dir=kb_dir,
+                     report_dir=s.report_dir, api_key=api_key)
+    shown = f"[{s.host}]" if ":" in s.host else s.host
+    typer.secho(f"ragtune serving on http://{shown}:{s.port}/  (Ctrl+C stops after in-flight ingestion)",
+                fg="green", err=True)
+    # log_config=None keeps our JSON logging; in-flight requests get a grace period on Ctrl+C / SIGTERM,
+    # then the app's shutdown finishes queued ingestion (serve.shutdown_timeout_s).
+    uvicorn.run(app, host=s.host, port=s.port, log_config=None, access_log=False, timeout_graceful_shutdown=30)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(f"--port {port}: already in use on {host}; stop the other server or pick "
+                                  "another port with --port") from None
+            raise ConfigError(f"--host {host}: cannot bind ({e.strerror}); use an address of this machine") from None

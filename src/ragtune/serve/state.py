@@ -1,0 +1,92 @@
+"""What one server holds: the knowledge base, the models loaded once, and the configurations built from them.
+
+A configuration is what a chat request's ``model`` field names:
+
+=================  ==========================================  needs
+``base``           the base model alone                        a model
+``rag``            the base model answering from the kb        a model and a kb
+``finetuned``      the fine-tuned model alone                  --finetuned
+``finetuned+rag``  the fine-tuned model answering from the kb  --finetuned and a kb
+=================  ==========================================  ========
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.config import Settings
+
+if TYPE_CHECKING:
+    from ragtune.models.generators import Generator
+
+UPLOADS = "uploads"  # inside the kb folder; the only place uploads are written
+
+
+@dataclass
+class Configuration:
+    """A servable answer path: a generator, with or without retrieval."""
+
+    name: str
+    generator: Generator
+    rag: Any | None  # ragtune.rag.RAG when answers are grounded in the knowledge base
+    description: str
+    slots: asyncio.Semaphore  # shared by the configurations of one generator: it runs one request at a time
+
+    @property
+    def uses_rag(self) -> bool:
+        return self.rag is not None
+
+
+@dataclass
+class ServeState:
+    """Everything routes need, created once per process and shared by every request."""
+
+    settings: Settings
+    kb: Any | None = None  # ragtune.index.knowledge_base.KnowledgeBase
+    kb_dir: Path | None = None
+    configurations: dict[str, Configuration] = field(default_factory=dict)
+    report_dir: Path | None = None
+    api_key: str | None = None
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    ingestor: Any | None = None  # ragtune.serve.jobs.Ingestor, started with the app
+
+    @property
+    def uploads_dir(self) -> Path | None:
+        return self.kb_dir / UPLOADS if self.kb_dir is not None else None
+
+    @property
+    def embedder(self) -> Any | None:
+        return getattr(self.kb, "embedder", None) if self.kb is not None else None
+
+
+def build_state(settings: Settings, *, kb: Any | None = None, base: Generator | None = None,
+                finetuned: Generator | None = None, kb_dir: str | Path | None = None,
+                report_dir: str | Path | None = None, api_key: str | None = None) -> ServeState:
+    """Name the configurations that the given knowledge base and generators make possible."""
+    if kb is not None and kb_dir is None:
+        kb_dir = getattr(kb, "path", None) or getattr(kb, "root", None)
+    kb_dir = Path(kb_dir) if kb is not None and kb_dir else None
+    state = ServeState(settings=settings, kb=kb, kb_dir=kb_dir, api_key=api_key,
+                       report_dir=Path(report_dir) if report_dir else None)
+    concurrency = max(1, settings.serve.max_concurrent_generations)
+    for label, generator in (("base", base), ("finetuned", finetuned)):
+        if generator is None:
+            continue
+        slots = asyncio.Semaphore(concurrency)
+        who = f"{label} model {getattr(generator, 'name', '')}".strip()
+        state.configurations[label] = Configuration(label, generator, None, f"the {who} alone", slots)
+        if kb is not None:
+            name = "rag" if label == "base" else "finetuned+rag"
+            state.configurations[name] = Configuration(name, generator, _rag(kb, generator, settings),
+                                                       f"the {who} answering from the knowledge base", slots)
+    return state
+
+
+def _rag(kb: Any, generator: Generator, settings: Settings) -> Any:
+    from ragtune.rag import RAG
+
+    return RAG(kb, generator, settings)
