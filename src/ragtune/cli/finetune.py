@@ -1,7 +1,141 @@
-"""PLACEHOLDER: commands of this group are written by its owner."""
+"""`ragtune data check`, `ragtune finetune` and `ragtune synth`: thin shells over ragtune.finetune."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+data_app = typer.Typer(help="Inspect fine-tuning datasets.", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(data_app, name="data")
+    app.command("finetune")(finetune_cmd)
+    app.command("synth")(synth_cmd)
+
+
+@data_app.command("check")
+def check_cmd(
+    dataset: Path = typer.Argument(..., help="JSONL/CSV dataset, or a folder of .txt/.md documents"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="count tokens with this model "
+                                        "(default: generator.model)"),
+    validation: Optional[Path] = typer.Option(None, "--validation", help="a validation file, checked for leakage"),
+    max_seq_tokens: Optional[int] = typer.Option(None, "--max-seq-tokens", help="over-long limit (default: "
+                                                 "finetune.max_seq_tokens)"),
+    no_tokens: bool = typer.Option(False, "--no-tokens", help="skip token counting (no model needed)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Validate a dataset: bad rows with line numbers, lengths, duplicates, leakage, answers, size.
+    Exits 1 when there are errors."""
+    from ragtune.config import load_settings
+    from ragtune.finetune.check import check_dataset
+
+    settings = load_settings()
+    tokenizer = None
+    if not no_tokens:
+        from ragtune.finetune.base import load_tokenizer
+
+        tokenizer = load_tokenizer(model or settings.generator.model)
+    report = check_dataset(dataset, validation, tokenizer, max_seq_tokens or settings.finetune.max_seq_tokens)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(report) -> None:
+    from rich.console import Console
+
+    console = Console()
+    style = {"error": "bold red", "warning": "yellow", "info": "green"}
+    console.print(f"[bold]{report.dataset}[/]: {report.examples} examples"
+                  + (f", {report.validation_examples} validation" if report.validation_examples else ""))
+    for f in sorted(report.findings, key=lambda f: ["error", "warning", "info"].index(f.severity)):
+        console.print(f"[{style[f.severity]}]{f.severity:7}[/] {f.kind}: {f.message}", highlight=False)
+        for where in f.where[:10]:
+            console.print(f"         {where}", highlight=False)
+        if len(f.where) > 10:
+            console.print(f"         ... and {len(f.where) - 10} more (--json lists all)")
+    if "tokens" in report.stats:
+        t = report.stats["tokens"]
+        console.print(f"tokens per example: mean {t['mean']}, p95 {t['p95']}, max {t['max']} (limit {t['limit']})")
+    verdict = "[bold green]OK[/]" if report.ok else f"[bold red]{len(report.errors)} error(s)[/]"
+    console.print(verdict)
+
+
+def finetune_cmd(
+    dataset: Path = typer.Argument(..., help="JSONL/CSV (messages, prompt/completion or question/answer) "
+                                   "or .txt/.md documents"),
+    model: str = typer.Option("smollm2", "--model", "-m", help="alias (smollm2, gemma3-270m), HF folder, "
+                              ".gguf or adapter folder"),
+    method: str = typer.Option("lora", "--method", help="lora or full"),
+    out: Path = typer.Option(Path("runs/ft"), "--out", "-o", help="output folder"),
+    validation: Optional[Path] = typer.Option(None, "--validation", help="validation file (default: a seeded "
+                                              "split of DATASET)"),
+    epochs: Optional[float] = typer.Option(None, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="examples per process per micro-batch"),
+    gradient_accumulation: Optional[int] = typer.Option(None, "--grad-accum"),
+    max_seq_tokens: Optional[int] = typer.Option(None, "--max-seq-tokens"),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every"),
+    save_every: Optional[int] = typer.Option(None, "--save-every"),
+    patience: Optional[int] = typer.Option(None, "--patience", help="0 disables early stopping"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    merge: Optional[bool] = typer.Option(None, "--merge/--no-merge", help="also write merged/ (a plain HF "
+                                         "folder)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),
+    device: str = typer.Option("cpu", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
+) -> None:
+    """Fine-tune a model (LoRA by default) and write an adapter folder that --model accepts everywhere."""
+    from ragtune.finetune.train import FineTuner
+
+    overrides = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
+                                       batch_size=batch_size, gradient_accumulation=gradient_accumulation,
+                                       max_seq_tokens=max_seq_tokens, lora_r=lora_r, eval_every=eval_every,
+                                       save_every=save_every, patience=patience, seed=seed,
+                                       merge=merge).items() if v is not None}
+    if method not in ("lora", "full"):
+        from ragtune.errors import ConfigError
+
+        raise ConfigError(f"--method {method}: unknown; use lora or full")
+    result = FineTuner(model, method=method, device=device, **overrides).fit(dataset, validation, out, resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
+        return
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+        return
+    best = f"{result.best_val_loss:.4f} at step {result.best_step}" if result.best_val_loss is not None else "-"
+    typer.echo(f"trained {result.steps} steps; best validation loss {best}"
+               + ("; stopped early" if result.stopped_early else ""))
+    for w in result.warnings:
+        typer.secho(f"warning: {w}", fg="yellow", err=True)
+    typer.echo(f"model: {result.out_dir}  (ragtune ask \"...\" --model {result.out_dir})")
+    if result.merged_dir:
+        typer.echo(f"merged: {result.merged_dir}")
+    typer.echo(f"report: {result.out_dir / 'training_report.json'}, plot: {result.out_dir / 'loss.png'}")
+
+
+def synth_cmd(
+    source: Path = typer.Argument(..., help="a knowledge-base folder or documents (file or folder)"),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write"),
+    generator: str = typer.Option("extractive", "--generator", "-g", help="extractive (no model) or llm"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="for --generator llm: a model spec "
+                                        "(default: generator settings, e.g. an OpenAI-compatible endpoint)"),
+    per_chunk: int = typer.Option(2, "--per-chunk", help="sentences (extractive) or pairs (llm) per chunk"),
+) -> None:
+    """Generate question/answer pairs from documents, each keeping its source chunk."""
+    from ragtune.finetune.synth import load_chunks, synthesize, write_pairs
+
+    chunks = load_chunks(source)
+    pairs = synthesize(chunks, generator=generator, model=model, per_chunk=per_chunk)
+    write_pairs(pairs, out)
+    typer.echo(f"{len(pairs)} question/answer pairs from {len(chunks)} chunks → {out}")

@@ -1,0 +1,169 @@
+"""`ragtune synth`: question/answer pairs from documents, to fine-tune a model on their knowledge.
+
+Generators, picked by name:
+  extractive  deterministic, no model: per chunk, the most informative sentences become a cloze item
+              ("Fill in the blank: ... ____ ...", answer = a number, name or rare term of the sentence)
+              and a fact question ("What does <source> say about <term>?", answer = the sentence).
+  llm         a chat model (``ragtune.models.loading.load_generator``: a local model or an
+              OpenAI-compatible endpoint) asked for JSON pairs answerable from the chunk alone;
+              pairs whose answer is not supported by the chunk's words are dropped.
+Every pair keeps its source, chunk id and chunk text, so evaluation can test for leakage. Pairs are
+de-duplicated (normalised question text, then near-duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ragtune.errors import InputError
+from ragtune.finetune.check import near_duplicate_pairs, normalise
+from ragtune.types import Chunk
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_NUMBER = re.compile(r"\b\d[\d,.:/%-]*(?:\s?(?:%|percent|seconds?|minutes?|hours?|days?|years?|GB|MB|kg|km|m|cm|"
+                     r"mm|V|W|°C|euros?|dollars?|USD|EUR))?")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+(?:\s+(?:of\s+|the\s+)?[A-Z][\w-]+)*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{6,}")
+_STOP = {"because", "through", "however", "between", "without", "against", "another", "therefore", "although"}
+
+
+@dataclass
+class QAPair:
+    question: str
+    answer: str
+    source: str
+    chunk_id: str
+    chunk_text: str
+    kind: str  # cloze | fact | llm
+
+
+def _sentences(text: str) -> list[str]:
+    flat = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return [s.strip() for s in _SENTENCE.split(flat) if 6 <= len(s.split()) <= 45]
+
+
+def _answer_span(sentence: str) -> str | None:
+    """The span worth asking about: a number (with unit), else a proper name, else the longest rare word."""
+    for pattern in (_NUMBER, _NAME):
+        spans = [m.group(0).strip(" ,.") for m in pattern.finditer(sentence) if m.start() > 0]
+        spans = [s for s in spans if len(s) > 1]
+        if spans:
+            return max(spans, key=len)
+    words = [w for w in _WORD.findall(sentence) if w.lower() not in _STOP]
+    return max(words, key=len) if words else None
+
+
+def extractive_pairs(chunk: Chunk, per_chunk: int = 2) -> list[QAPair]:
+    """Cloze and fact pairs from the ``per_chunk`` most informative sentences of a chunk."""
+    scored = sorted(_sentences(chunk.text), key=lambda s: (-len(set(_WORD.findall(s))), s))[:per_chunk]
+    pairs = []
+    for sentence in scored:
+        span = _answer_span(sentence)
+        if not span:
+            continue
+        blank = sentence.replace(span, "_____", 1)
+        pairs.append(QAPair(f"Fill in the blank: {blank}", span, chunk.source, chunk.id, chunk.text, "cloze"))
+        pairs.append(QAPair(f"What does {Path(chunk.source).stem} say about {span}?", sentence, chunk.source,
+                            chunk.id, chunk.text, "fact"))
+    return pairs
+
+
+LLM_PROMPT = ("Write {n} question-answer pairs that can be answered from the passage alone. Reply with one JSON "
+              "object per line, like {{\"question\": \"...\", \"answer\": \"...\"}}, and nothing else.\n\n"
+              "Passage ({source}):\n{text}")
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+def llm_pairs(chunk: Chunk, generate, per_chunk: int = 2) -> list[QAPair]:
+    """Pairs a chat model writes for a chunk; answers must share most of their words with the chunk."""
+    reply = generate([{"role": "user", "content": LLM_PROMPT.format(n=per_chunk, source=chunk.source,
+                                                                     text=chunk.text)}], temperature=0.0)
+    chunk_words = set(normalise(chunk.text).split())
+    pairs = []
+    for match in _JSON_OBJECT.finditer(reply):
+        try:
+            row = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        q, a = str(row.get("question", "")).strip(), str(row.get("answer", "")).strip()
+        words = normalise(a).split()
+        if q and words and sum(w in chunk_words for w in words) / len(words) >= 0.5:  # grounded in the chunk
+            pairs.append(QAPair(q, a, chunk.source, chunk.id, chunk.text, "llm"))
+    return pairs[:per_chunk]
+
+
+def dedupe(pairs: list[QAPair], threshold: float = 0.9) -> list[QAPair]:
+    """Drop repeated questions: same normalised text, then near-duplicates (the first one is kept)."""
+    seen: set[str] = set()
+    unique = []
+    for p in pairs:
+        key = normalise(p.question)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    drop = {j for _, j, _ in near_duplicate_pairs([p.question for p in unique], threshold)}
+    return [p for i, p in enumerate(unique) if i not in drop]
+
+
+def load_chunks(path: str | Path, chunk_tokens: int = 256) -> list[Chunk]:
+    """Chunks of a knowledge-base folder (as stored) or of documents (loaded and chunked now)."""
+    path = Path(path)
+    if (path / "manifest.json").is_file() and (path / "lance").is_dir():
+        from ragtune.index.knowledge_base import KnowledgeBase
+
+        return _kb_chunks(KnowledgeBase(path))
+    from ragtune.documents import Chunker, iter_files, load
+
+    chunker, chunks = Chunker(chunk_tokens=chunk_tokens, overlap_tokens=0), []
+    for file, source in iter_files([path]):
+        chunks += chunker(load(file, source))
+    if not chunks:
+        raise InputError(f"{path}: no text found; pass a knowledge-base folder or documents (txt, md, html, pdf, docx)")
+    return chunks
+
+
+def _kb_chunks(kb) -> list[Chunk]:
+    store = kb.store
+    if hasattr(store, "chunks"):
+        return list(store.chunks())
+    table = store.db.open_table("chunks")  # the lancedb store's table; read-only
+    rows = table.search().select(["id", "source", "position", "text"]).limit(None).to_arrow().to_pylist()
+    return sorted((Chunk(r["id"], r["source"], r["text"], r["position"]) for r in rows),
+                  key=lambda c: (c.source, c.position))
+
+
+def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: str | None = None,
+               per_chunk: int = 2, progress: bool = True) -> list[QAPair]:
+    """QA pairs from chunks with the named generator, de-duplicated."""
+    from tqdm.auto import tqdm
+
+    chunks = list(chunks)
+    if generator == "extractive":
+        make = lambda c: extractive_pairs(c, per_chunk)  # noqa: E731
+    elif generator == "llm":
+        from ragtune.models.loading import load_generator
+
+        generate = load_generator(model) if model else load_generator()
+        make = lambda c: llm_pairs(c, generate, per_chunk)  # noqa: E731
+    else:
+        raise InputError(f"generator '{generator}': unknown; use extractive or llm")
+    pairs = [p for c in tqdm(chunks, desc=f"synth ({generator})", unit="chunk", disable=not progress)
+             for p in make(c)]
+    return dedupe(pairs)
+
+
+def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:
+    """JSONL (question, answer, source, chunk_id, chunk_text, kind), written atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for p in pairs:
+            f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    return out
