@@ -1,0 +1,99 @@
+"""Loading models from every accepted spec, and refusing what must not be loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ragtune.errors import ConfigError, ModelError
+from ragtune.models.loading import load_generator, load_model_and_tokenizer, resolve_model
+from ragtune.models.prompts import FALLBACK_CHAT_TEMPLATE
+
+
+def test_hf_folder_loads_with_its_chat_template(tiny_lm_dir):
+    source = resolve_model(str(tiny_lm_dir))
+    assert source.kind == "hf" and source.path == tiny_lm_dir.resolve()
+    model, tokenizer = load_model_and_tokenizer(str(tiny_lm_dir))
+    assert model.config.num_hidden_layers == 2 and not model.training
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text.endswith("<|assistant|>\n")
+
+
+def test_folder_with_only_pickled_weights_is_refused(tiny_lm_dir, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_lm_dir, folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="pickled"):
+        resolve_model(str(folder))
+
+
+@pytest.mark.parametrize("make", ["missing", "empty-folder", "text-file", "bad-alias"])
+def test_bad_specs_raise_one_line_model_error(tmp_path, make):
+    spec = {"missing": str(tmp_path / "nope"), "empty-folder": str(tmp_path), "bad-alias": "smollm9"}.get(make)
+    if make == "text-file":
+        spec = str(tmp_path / "weights.txt")
+        (tmp_path / "weights.txt").write_text("not a model")
+    with pytest.raises(ModelError) as info:
+        load_model_and_tokenizer(spec)
+    assert "\n" not in str(info.value) and spec in str(info.value)
+
+
+def test_model_without_chat_template_gets_the_fallback(tiny_lm_dir, tmp_path):
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_lm_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    _, tokenizer = load_model_and_tokenizer(str(folder))
+    assert tokenizer.chat_template == FALLBACK_CHAT_TEMPLATE
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text == "User: hi\n\nAssistant:"
+
+
+def test_peft_adapter_loads_its_base_through_the_resolver(tiny_lm_dir, tmp_path):
+    peft = pytest.importorskip("peft")
+    import torch
+
+    base, _ = load_model_and_tokenizer(str(tiny_lm_dir))
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_lm_dir)
+    source = resolve_model(str(tmp_path / "adapter"))
+    assert source.kind == "peft" and source.base == str(tiny_lm_dir)
+
+    model, _ = load_model_and_tokenizer(str(tmp_path / "adapter"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    plain, _ = load_model_and_tokenizer(str(tiny_lm_dir))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, lora(ids).logits, atol=1e-5)
+        assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-5)  # the adapter is applied
+
+
+def test_load_generator_picks_backend_by_name(tiny_lm_dir):
+    generator = load_generator(str(tiny_lm_dir), max_new_tokens=3)
+    assert type(generator).__name__ == "TransformersGenerator" and generator.max_new_tokens == 3
+    endpoint = load_generator(None, backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    assert type(endpoint).__name__ == "OpenAIChatGenerator" and endpoint.name == "m"
+    with pytest.raises(ModelError, match="base_url"):
+        load_generator(None, backend="openai")
+    with pytest.raises(ConfigError, match="max_new_token"):
+        load_generator("smollm2", max_new_token=3)  # a typo is named, not ignored
+
+
+@pytest.mark.integration
+def test_packaged_smollm2_converts_once_then_loads_from_cache():
+    from ragtune.models.loading import cache_root, cached_gguf_conversion
+
+    source = resolve_model("smollm2")
+    assert source.kind == "gguf" and source.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = cached_gguf_conversion(source)  # converts on a fresh machine, else reuses the cache
+    assert folder.parent == cache_root() and (folder / "model.safetensors").is_file()
+    assert cached_gguf_conversion(source) == folder
+    model, tokenizer = load_model_and_tokenizer("smollm2")
+    assert model.config.model_type == "llama" and "<|im_start|>" in tokenizer.chat_template

@@ -1,0 +1,149 @@
+"""RAG: prompt numbering, [n] → passage mapping, inferred citations, abstention, closed-book, streaming."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.config import Settings
+from ragtune.models.generators import TransformersGenerator
+from ragtune.models.loading import load_model_and_tokenizer
+from ragtune.models.prompts import ABSTAIN_TEXT
+from ragtune.rag import RAG, cite, infer_citations
+from ragtune.types import Answer, Hit
+
+HITS = [
+    Hit("The Q7 warranty lasts 30 months from purchase.", "warranty.txt", 0.9, "w0", {"dense_score": 0.71}),
+    Hit("Hold the cap for 12 seconds to reset the sensor.", "troubleshooting.md", 0.5, "t0", {"dense_score": 0.40}),
+    Hit("Firmware 4.2 adds a frost alert below 2 degrees.", "release-notes.html", 0.2, "r0", {"dense_score": 0.30}),
+]
+
+
+class ListKB:
+    """A knowledge base reduced to its search contract: returns the given hits, records each call."""
+
+    def __init__(self, hits, settings=None):
+        self.hits, self.calls = hits, []
+        self.settings = settings or Settings()
+
+    def search(self, query, k=None, where=None):
+        self.calls.append((query, k, where))
+        return self.hits[:k]
+
+
+class ScriptedGenerator:
+    """A generator that replies with a fixed text and remembers the messages it was given."""
+
+    name = "scripted"
+
+    def __init__(self, reply):
+        self.reply, self.seen = reply, []
+
+    def __call__(self, messages, *, max_new_tokens=None, temperature=None):
+        self.seen.append(messages)
+        return self.reply
+
+    def stream(self, messages, *, max_new_tokens=None, temperature=None):
+        self.seen.append(messages)
+        yield from (self.reply[i:i + 4] for i in range(0, len(self.reply), 4))
+
+
+def test_prompt_numbers_passages_in_rank_order_and_holds_the_question():
+    kb = ListKB(HITS)
+    prepared = RAG(kb, ScriptedGenerator("x")).prepare("How long is the warranty?", k=3, where={"source": "a"})
+    assert kb.calls == [("How long is the warranty?", 3, {"source": "a"})]
+    system, user = prepared.messages
+    assert system["role"] == "system" and "[1]" in system["content"] and "only" in system["content"]
+    content = user["content"]
+    assert content.index("[1] The Q7 warranty") < content.index("[2] Hold the cap") < content.index("[3] Firmware 4.2")
+    assert content.index("[3] Firmware 4.2") < content.index("Question: How long is the warranty?")
+    assert prepared.hits == HITS and not prepared.abstained
+
+
+def test_each_cited_number_maps_to_its_passage_and_out_of_range_is_ignored():
+    generator = ScriptedGenerator("Reset by holding the cap [2]; warranty is 30 months [1, 2] [7] [0].")
+    answer = RAG(ListKB(HITS), generator).ask("q", k=3)
+    assert [(c.n, c.source) for c in answer.citations] == [(2, "troubleshooting.md"), (1, "warranty.txt")]
+    assert answer.citations[1].text == HITS[0].text and answer.citations[1].score == 0.9
+    assert not any(c.inferred for c in answer.citations)
+    assert answer.to_json() == {"answer": generator.reply, "citations": [
+        {"n": 2, "source": "troubleshooting.md", "text": HITS[1].text},
+        {"n": 1, "source": "warranty.txt", "text": HITS[0].text}]}
+
+
+def test_cite_reads_marker_variants():
+    assert [c.n for c in cite("a [3] b [ 1 ] c [2;3]", HITS)] == [3, 1, 2]
+    assert cite("no markers here, [x] or [4]", HITS) == []
+
+
+def test_uncited_answer_falls_back_to_inferred_citations_by_overlap():
+    answer = RAG(ListKB(HITS), ScriptedGenerator("The warranty lasts 30 months.")).ask("q", k=3)
+    assert [(c.n, c.source, c.inferred) for c in answer.citations] == [(1, "warranty.txt", True)]
+    assert infer_citations("Bananas are yellow.", HITS) == []  # nothing shared: no citation invented
+
+
+def test_low_relevance_abstains_without_calling_the_model():
+    settings = Settings()
+    settings.rag.min_relevance = 0.8  # every hit's dense_score is below this
+    generator = ScriptedGenerator("should not be used")
+    rag = RAG(ListKB(HITS, settings), generator)
+    answer = rag.ask("What is the capital of Peru?")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
+    assert generator.seen == []
+    pieces = list(rag.stream("What is the capital of Peru?"))
+    assert pieces[0] == ABSTAIN_TEXT and isinstance(pieces[-1], Answer) and pieces[-1].abstained
+    assert generator.seen == []
+
+
+def test_empty_knowledge_base_abstains_without_loading_a_model():
+    rag = RAG(ListKB([]))  # no generator given: loading one would be needed only to generate
+    assert rag.ask("anything").abstained and rag._generator is None
+
+
+def test_context_budget_keeps_the_best_passages_that_fit():
+    settings = Settings()
+    settings.rag.max_context_tokens = 20  # ~14 estimated tokens per passage: only the first fits
+    prepared = RAG(ListKB(HITS, settings), ScriptedGenerator("x")).prepare("q", k=3)
+    assert [h.id for h in prepared.hits] == ["w0"]
+    settings.rag.max_context_tokens = 5  # not even one: the first passage is cut to fit
+    prepared = RAG(ListKB(HITS, settings), ScriptedGenerator("x")).prepare("q", k=3)
+    assert len(prepared.hits) == 1 and 0 < len(prepared.hits[0].text) < len(HITS[0].text)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_lm_dir):
+    model, tokenizer = load_model_and_tokenizer(str(tiny_lm_dir))
+    return TransformersGenerator(model, tokenizer, max_new_tokens=8)
+
+
+def test_closed_book_asks_the_bare_model_with_no_passages(tiny_generator):
+    rag = RAG(None, tiny_generator, Settings())
+    prepared = rag.prepare("How long is the warranty?")
+    assert not prepared.hits and "Passages" not in prepared.messages[-1]["content"]
+    answer = rag.ask("How long is the warranty?")
+    assert answer.text == tiny_generator(prepared.messages)
+    assert answer.citations == [] and answer.hits == [] and not answer.abstained
+
+
+def test_stream_yields_the_pieces_then_the_same_answer_as_ask(tiny_generator):
+    rag = RAG(ListKB(HITS), tiny_generator)
+    *pieces, final = list(rag.stream("How long is the warranty?", k=2))
+    assert pieces and all(isinstance(p, str) for p in pieces) and isinstance(final, Answer)
+    assert final.text == "".join(pieces).strip() == rag.ask("How long is the warranty?", k=2).text
+    assert final.hits == HITS[:2]
+
+
+@pytest.mark.integration
+def test_packaged_smollm2_answers_from_the_sample_kb_and_cites_the_right_file(tmp_path):
+    from ragtune.cli.ask import SAMPLE_KB
+    from ragtune.index.knowledge_base import KnowledgeBase
+    from ragtune.models.loading import load_generator
+
+    kb = KnowledgeBase(tmp_path / "kb")
+    kb.add([SAMPLE_KB])
+    rag = RAG(kb, load_generator("smollm2", max_new_tokens=48))
+    answer = rag.ask("How do I reset the Quillfeather Q7 to factory settings?", k=3)
+    assert not answer.abstained and answer.citations, answer.text
+    assert answer.citations[0].source.endswith("troubleshooting.md"), (answer.text, answer.citations)
+    assert "12 seconds" in answer.text
+    off_topic = rag.ask("Who painted the Mona Lisa?")
+    assert off_topic.abstained and off_topic.citations == []
