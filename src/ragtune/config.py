@@ -110,7 +110,7 @@ class ServeSettings(Section):
     max_concurrent_generations: int = 1  # per model; further requests wait their turn without blocking the server
     shutdown_timeout_s: float = 120.0  # how long shutdown waits for queued ingestion to finish
     finetuned: str | None = None  # a fine-tuned model folder or adapter, served as "finetuned" / "finetuned+rag"
-    report_dir: str = "report"  # where `ragtune evaluate` writes; the page links the newest index.html in it
+    report_dir: str = "report"  # where `ragtune eval` writes; the page links the newest index.html in it
 
 
 class Settings(Section):

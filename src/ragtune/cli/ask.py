@@ -34,7 +34,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help='Print {"answer": ..., "citations": [...]} only.'),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when it is complete."),
 ) -> None:
-    """Answer a question from your knowledge base, citing the passages used as [n]."""
+    """Answer a question from your knowledge base, citing each passage it used by number."""
     from ragtune.config import load_settings
     from ragtune.errors import InputError
     from ragtune.rag import RAG

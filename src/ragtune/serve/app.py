@@ -89,7 +89,7 @@ def create_app(kb: Any | None = None, *, base: Any | None = None, finetuned: Any
     async def report_file(path: str) -> FileResponse:
         index = latest_report(state.report_dir)
         if index is None:
-            raise APIError(404, "no evaluation report yet; run `ragtune evaluate` (or pass --report DIR)",
+            raise APIError(404, "no evaluation report yet; run `ragtune eval` (or pass --report DIR)",
                            code="report_not_found")
         root = index.parent.resolve()
         target = (root / (path or "index.html")).resolve()
