@@ -4,7 +4,8 @@
 
 Same model (loaded through ragtune.models.loading, fp32), same data (the TF Hub APIBench train split,
 seed 0), same LoRA (r 16, alpha 32, dropout 0.05, the same target modules), lr 1e-3, batch 8, max
-length 128, loss on the answer tokens only, no evaluation and no checkpoints during the timed steps.
+length 128, loss on the answer tokens only, fp32 without gradient checkpointing on both sides (TRL's bf16
+and checkpointing defaults turned off), no evaluation and no checkpoints during the timed steps.
 Each side runs in its own subprocess so peak RSS (ru_maxrss) is its own.
 tokens/s = non-padding tokens of the trained examples / wall time of the training steps.
 """
@@ -59,7 +60,10 @@ def run_trl(model_spec: str, steps: int, out: Path) -> dict:
     config = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
                        max_length=MAX_LEN, lr_scheduler_type="linear", warmup_steps=0, logging_steps=1,
                        save_strategy="no", eval_strategy="no", report_to=[], seed=0, use_cpu=True,
-                       dataloader_num_workers=0, packing=False, completion_only_loss=True)
+                       dataloader_num_workers=0, packing=False, completion_only_loss=True,
+                       # TRL 1.x defaults to bf16 autocast and gradient checkpointing; ours is plain fp32 without
+                       # checkpointing, and bf16 on a CPU without bf16 instructions is emulated (very slow)
+                       bf16=False, gradient_checkpointing=False)
     peft_config = LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT, target_modules=lora_targets(model, None),
                              task_type="CAUSAL_LM", bias="none")
 
@@ -113,7 +117,8 @@ def main() -> None:
 
     tps = {k: v["tokens"] / v["seconds"] for k, v in results.items()}
     body = f"""
-{args.steps} optimizer steps each on the TF Hub APIBench train split, model `{args.model}` (fp32, CPU), LoRA r {R} /
+{args.steps} optimizer steps each on the TF Hub APIBench train split, model `{args.model}` (fp32 on both sides — TRL's bf16
+and gradient-checkpointing defaults turned off — CPU), LoRA r {R} /
 alpha {ALPHA} / dropout {DROPOUT} on the same modules, lr {LR}, batch {BATCH}, max length {MAX_LEN}, loss on answer
 tokens only, {args.threads or 'default'} torch thread(s). Tokens = non-padding tokens trained on; time = the
 training steps only (model loading excluded); memory = peak RSS of the process (model load included).

@@ -14,9 +14,10 @@ Message = dict[str, str]
 
 ABSTAIN_TEXT = "I could not find this in the knowledge base."
 
-# Short on purpose: a 135M model follows two plain sentences better than a page of rules.
+# Short on purpose: a 135M model follows a few plain sentences better than a page of rules.
 RAG_SYSTEM = (
     "Answer the question using only the numbered passages. "
+    "Answer briefly, in the passage's own words. "
     "Cite the passage number in square brackets, like [1]. "
     "If the passages do not contain the answer, say: " + ABSTAIN_TEXT
 )
