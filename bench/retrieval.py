@@ -15,7 +15,6 @@ recall@k = share of questions whose gold paragraph is in the top k.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -25,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 
 from ragtune.config import load_settings  # noqa: E402
+from ragtune.evaluate.metrics import recall_at_k, reciprocal_rank  # noqa: E402
+from ragtune.evaluate.qa import load_squad as squad_qa  # noqa: E402
 from ragtune.index.knowledge_base import KnowledgeBase  # noqa: E402
 from ragtune.types import Document  # noqa: E402
 
@@ -44,27 +45,21 @@ VARIANTS = [  # name, retrieval overrides
 
 
 def load_squad(name: str, questions: int) -> tuple[list[Document], list[tuple[str, str]]]:
-    folder = DATA / name
-    docs = []
-    for line in (folder / "articles.jsonl").read_text(encoding="utf-8").splitlines():
-        article = json.loads(line)
-        docs += [Document(f"{article['title']}#{i}", p) for i, p in enumerate(article["paragraphs"])]
-    qa = [json.loads(line) for line in (folder / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
-    if len(qa) > questions:
-        qa = random.Random(0).sample(qa, questions)
-    return docs, [(q["question"], f"{q['title']}#{q['paragraph_index']}") for q in qa]
+    """The paragraphs as documents, and a seeded sample of (question, gold source) pairs."""
+    qa = squad_qa(DATA / name)
+    items = qa.items if len(qa.items) <= questions else random.Random(0).sample(qa.items, questions)
+    return qa.documents, [(item.question, item.gold_sources[0]) for item in items]
 
 
 def evaluate(kb: KnowledgeBase, qa: list[tuple[str, str]]) -> dict[str, float]:
-    mrr = r1 = r5 = r10 = 0.0
+    """Rank metrics over distinct sources (a paragraph split into several chunks counts once)."""
+    scores = {"MRR@10": 0.0, "recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0}
     for question, gold in qa:
-        sources = list(dict.fromkeys(h.source for h in kb.search(question, k=30)))[:10]
-        if gold in sources:
-            rank = sources.index(gold) + 1
-            mrr += 1 / rank
-            r1, r5, r10 = r1 + (rank <= 1), r5 + (rank <= 5), r10 + 1
-    n = len(qa)
-    return {"MRR@10": mrr / n, "recall@1": r1 / n, "recall@5": r5 / n, "recall@10": r10 / n}
+        sources = list(dict.fromkeys(h.source for h in kb.search(question, k=30)))
+        scores["MRR@10"] += reciprocal_rank(sources, [gold], 10)
+        for k in (1, 5, 10):
+            scores[f"recall@{k}"] += recall_at_k(sources, [gold], k)
+    return {name: total / len(qa) for name, total in scores.items()}
 
 
 def main() -> None:
