@@ -5,15 +5,17 @@
 
 squad-mini: the 200 questions are shuffled (seed 0) and cut into 100 training questions (the fine-tuning
 data: chat turns in the closed-book prompt format; validation = 20 of them, since the aim is to store these
-facts), 20 unused and 80 held-out questions. The evaluation asks 16 held-out questions plus 8 of the training
+facts), 20 unused and 80 held-out questions. The evaluation asks the 80 held-out questions plus 16 of the training
 questions (--n-heldout/--n-seen), so the report shows the generalisation gap (facts seen in training vs not);
-the freshness test changes 4 facts and adds 1, asked of the rag and finetuned variants.
-tfhub: the fine-tuning helper's seeded 80/10/10 split of eval.jsonl (550/69/69); 16 of the 69 test questions
-are asked (--n-test, seeded sample); the LoRA adapter is trained here (24 steps of 8, lr 1e-3), or taken from
-bench/finetune_tfhub.py's runs/tfhub. The sizes are small because this 2-core machine was shared by six jobs
-(about 1-2 generated tokens/s per answer); with --from-checkpoint a training run that is still going is cut
-at its newest checkpoint (stated in the section). Every run resumes: training from its checkpoints, evaluation
-from predictions.jsonl; --variants runs a subset in parallel jobs sharing that log.
+the freshness test changes 8 facts and adds 2, asked of the rag and finetuned variants. RAG variants cut the
+passages to their 3 sentences nearest the question (rag.context_sentences = 3, on both tasks), a setting chosen
+on squad-mini training questions 21-68 (bench/rag_context.py), never on the held-out ones.
+tfhub: the fine-tuning helper's seeded 80/10/10 split of eval.jsonl (550/69/69); all 69 test questions are asked
+(--n-test takes a seeded sample); the LoRA adapter is trained here (24 steps of 8, lr 1e-3), or taken from
+bench/finetune_tfhub.py's runs/tfhub. With --from-checkpoint a training run that is still going is cut at its
+newest checkpoint (stated in the section). Every run resumes: training from its checkpoints, evaluation from
+predictions.jsonl (answers made under other settings are asked again); --variants runs a subset in parallel
+jobs sharing that log.
 Scores are given as ratios against the base model (closed-book) measured in the same run.
 """
 
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RUNS = REPO / "runs" / "choose"
 K = 3  # passages per question (--k)
+CONTEXT_SENTENCES = 3  # RAG context compression, chosen on squad-mini training questions (bench/rag_context.py)
 # What a user of each task would state: squad-mini's facts are outside a 135M model and the QA set is small and
 # broad; tfhub's API catalogue is fixed, the task narrow, with 550 training examples.
 CONSTRAINTS = {"squad-mini": {"domain_data_outside_model": True, "dataset_examples": 100, "task": "broad"},
@@ -169,7 +172,8 @@ def evaluate(qa: QASet, finetuned: Path | None, run: Path, max_new_tokens: int, 
              freshness: bool = False, variants: list[str] | None = None) -> dict:
     from ragtune.evaluate.runner import evaluate as run_eval
 
-    settings = load_settings(overrides={"generator.max_new_tokens": max_new_tokens, "retrieval.k": K})
+    settings = load_settings(overrides={"generator.max_new_tokens": max_new_tokens, "retrieval.k": K,
+                                        "rag.context_sentences": CONTEXT_SENTENCES})
     out = run / "report" if K == 3 else run / f"report-k{K}"
     if K != 3 and not out.exists() and (run / "report" / "predictions.jsonl").is_file():
         # closed-book answers do not depend on k: start from those of the k=3 run
@@ -183,7 +187,7 @@ def evaluate(qa: QASet, finetuned: Path | None, run: Path, max_new_tokens: int, 
     t0 = time.perf_counter()
     results = run_eval(qa, kb=run / "kb", model="smollm2", finetuned=str(finetuned) if finetuned else None,
                        out=out, settings=settings, train_qa=train_qa, freshness=freshness,
-                       freshness_questions=4, freshness_variants=["rag", "finetuned"], variants=variants)
+                       freshness_questions=8, freshness_variants=["rag", "finetuned"], variants=variants)
     results["wall_seconds"] = time.perf_counter() - t0
     return results
 
@@ -193,7 +197,8 @@ def section(name: str, results: dict, how: str) -> str:
     base = v["base"]["score"] or 0.0
     rows = "\n".join(
         f"| {n} | {s['score']:.3f} | [{s['ci']['score'][0]:.3f}, {s['ci']['score'][1]:.3f}] | "
-        f"{_ratio(s['score'], base)} | {s['em']:.3f} | "
+        f"{_ratio(s['score'], base)} | {s['em']:.3f} | {s['contains']:.3f} [{s['ci']['contains'][0]:.2f}, "
+        f"{s['ci']['contains'][1]:.2f}] | "
         f"{_f(s['groundedness'])} | {s['latency_s']['p50']:.2f} / {s['latency_s']['p95']:.2f} | "
         f"{_f(s['peak_rss_mb'], 0)} |" for n, s in v.items())
     r = results.get("retrieval") or {}
@@ -218,8 +223,8 @@ KB update {_f(f.get('kb_update_seconds'), 2)} s vs retraining {_f(f.get('retrain
 retrieval k={results['settings']['k']} ({results['settings']['retrieval_mode']}). Headline metric: **{key}**;
 95% paired-bootstrap CIs (1,000 resamples); "×base" is the ratio to the closed-book base model in this run.
 
-| variant | {key} | 95% CI | ×base | EM | groundedness | latency p50 / p95 s | peak RSS MiB |
-|---|---|---|---|---|---|---|---|
+| variant | {key} | 95% CI | ×base | EM | contains [95% CI] | groundedness | latency p50 / p95 s | peak RSS MiB |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Best: **{results['best']}**{' (tied with ' + ', '.join(results['tied_with_best']) + ')' if results['tied_with_best'] else ''}.
@@ -253,9 +258,9 @@ def _f(x, digits: int = 3) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", choices=["squad-mini", "tfhub"])
-    ap.add_argument("--n-heldout", type=int, default=16)
-    ap.add_argument("--n-seen", type=int, default=8)
-    ap.add_argument("--n-test", type=int, default=16, help="tfhub: a seeded sample of the 69 test questions")
+    ap.add_argument("--n-heldout", type=int, default=80)
+    ap.add_argument("--n-seen", type=int, default=16)
+    ap.add_argument("--n-test", type=int, default=69, help="tfhub: a seeded sample of the 69 test questions")
     ap.add_argument("--variants", type=lambda s: s.split(","), default=None,
                     help="a partial run of these variants (e.g. base,rag while the adapter trains); no section written")
     ap.add_argument("--fresh", action="store_true", help="with --variants: also run the freshness test")

@@ -33,6 +33,15 @@ def test_f1_by_hand():
     assert M.f1("the", ["a"]) == 1.0  # both normalise to empty: SQuAD counts a match
 
 
+def test_contains_by_hand():
+    # a sentence holding the gold answer counts, where F1 would be diluted: "fort caroline was rebuilt in 1964"
+    assert M.contains("Fort Caroline was rebuilt in 1964.", ["Fort Caroline"]) == 1.0
+    assert M.contains("The Edict of Nantes ended them", ["the Edict of Nantes"]) == 1.0  # articles normalised away
+    assert M.contains("in 18640", ["1864"]) == 0.0  # whole tokens only, not substrings
+    assert M.contains("Caroline Fort", ["Fort Caroline"]) == 0.0  # order matters
+    assert M.contains("anything", []) == 0.0 and M.contains("anything", ["the"]) == 0.0  # empty gold never matches
+
+
 def test_rouge_l_by_hand():
     # pred [police, killed, gunman] vs gold [police, kill, gunman]: LCS [police, gunman] = 2 → P = R = 2/3
     assert M.rouge_l("police killed the gunman", ["police kill the gunman"]) == pytest.approx(2 / 3)

@@ -128,6 +128,21 @@ def test_interrupted_run_resumes_without_asking_again(squad_folder, tmp_path):
     assert results["variants"]["rag"]["f1"] == 1.0
 
 
+def test_answers_made_under_other_settings_are_asked_again(squad_folder, tmp_path):
+    folder, train = squad_folder
+    out = tmp_path / "report"
+    run(folder, train, out)
+    changed = Settings()
+    changed.rag.context_sentences = 1  # shapes RAG answers only: closed-book answers stay valid
+    finetuned = Reader(memory={q: a for _, _, q, a in QUESTIONS[:2]})
+    finetuned.name = "memoriser"
+    base = Reader()
+    results = evaluate(folder, model=base, finetuned=finetuned, out=out, settings=changed, train_qa=train,
+                       kb_factory=lambda path, settings, embedder: MemoryKB(), rag_factory=FakeRAG)
+    assert base.calls == 4 and finetuned.calls == 4  # only the two RAG variants, 4 questions each
+    assert results["variants"]["base"]["resumed"] == 4 and results["variants"]["rag"]["resumed"] == 0
+
+
 def test_freshness_rag_follows_finetuned_stays_stale(squad_folder, tmp_path):
     folder, train = squad_folder
     results, _, _ = run(folder, train, tmp_path / "report", freshness=True)

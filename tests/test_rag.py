@@ -147,3 +147,14 @@ def test_packaged_smollm2_answers_from_the_sample_kb_and_cites_the_right_file(tm
     assert "12 seconds" in answer.text
     off_topic = rag.ask("Who painted the Mona Lisa?")
     assert off_topic.abstained and off_topic.citations == []
+
+
+def test_context_sentences_puts_only_the_relevant_sentences_in_the_prompt():
+    settings = Settings()
+    settings.rag.context_sentences = 1
+    long_hits = [Hit("Shipping takes a week. The Q7 warranty lasts 30 months from purchase. Returns are free.",
+                     "warranty.txt", 0.9, "w0", {"dense_score": 0.7}), HITS[1]]
+    answer = RAG(ListKB(long_hits, settings), ScriptedGenerator("30 months [1]")).ask("How long is the warranty?")
+    assert [(h.text, h.source) for h in answer.hits] == [("The Q7 warranty lasts 30 months from purchase.",
+                                                          "warranty.txt")]
+    assert [(c.n, c.source) for c in answer.citations] == [(1, "warranty.txt")]

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragtune.errors import ConfigError
 
@@ -68,6 +68,9 @@ class GeneratorSettings(Section):
 class RagSettings(Section):
     min_relevance: float = 0.25  # below this best dense similarity the answer abstains instead of guessing
     max_context_tokens: int = 1536
+    # keep only this many sentences of the retrieved passages, the most relevant to the question (0 = whole
+    # passages); 3 lifts a small reader on dense prose (SQuAD), measured in docs/rag.md
+    context_sentences: int = Field(0, ge=0)
 
 
 class FinetuneSettings(Section):

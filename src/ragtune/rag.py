@@ -15,17 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ragtune.config import Settings, load_settings
+from ragtune.index.compress import compress, content_words
 from ragtune.models.generators import Generator, Message
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
 from ragtune.types import Answer, Citation, Hit
 
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4]
-_WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
-    "the a an and or of to in on at for by with from is are was were be been it its this that these those as "
-    "you your we our they their he she his her can will would should could do does did not no yes if then than "
-    "which what when where who how why there here has have had also into about over under only any all each".split()
-)
 
 
 @dataclass
@@ -82,6 +77,8 @@ class RAG:
         hits = self.kb.search(question, k=k or self.settings.retrieval.k, where=where)
         if not hits or not self._relevant(hits):
             return Prepared(question, hits=list(hits), abstained=True)
+        if self.settings.rag.context_sentences:
+            hits = compress(question, hits, getattr(self.kb, "embedder", None), self.settings.rag.context_sentences)
         hits = self._fit_context(hits)
         return Prepared(question, hits=hits, messages=rag_messages(question, hits))
 
@@ -135,12 +132,12 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
     Small models (135M) often answer correctly but drop the [n]. These citations are marked
     ``inferred=True``: they say where the answer's words come from, not what the model claimed.
     """
-    words = _content_words(text)
+    words = content_words(text)
     if not words:
         return []
     scored = []
     for n, hit in enumerate(hits, start=1):
-        share = len(words & _content_words(hit.text)) / len(words)
+        share = len(words & content_words(hit.text)) / len(words)
         if share >= 0.3:  # below this the overlap is mostly chance
             scored.append((share, n, hit))
     if not scored:
@@ -150,10 +147,6 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
     chosen = sorted(chosen, key=lambda t: (-t[0], t[1]))[:limit]
     return [Citation(n=n, source=h.source, text=h.text, score=h.score, inferred=True)
             for _, n, h in sorted(chosen, key=lambda t: t[1])]
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and (len(w) > 2 or w.isdigit())}
 
 
 def _estimate_tokens(text: str) -> int:

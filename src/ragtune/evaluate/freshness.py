@@ -99,14 +99,16 @@ def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[st
     key = HEADLINE[qa.metric]
     report: dict[str, Any] = {"n_changed": len(changed), "n_new": len(added), "kb_update_seconds": update_seconds,
                               "retrain_seconds": (training or {}).get("seconds"), "variants": {}, "questions": []}
+    from ragtune.evaluate.store import answer_setup
     from ragtune.evaluate.variants import model_name
 
     for variant in variants:
         which = "finetuned" if variant.startswith("finetuned") else "base"
         name, answerer = model_name(models[which]), None
+        setup = answer_setup(settings, variant, qa.system)
         fresh, old, new = [], [], []
         for item, old_answer in list(zip(changed, stale)) + [(a, None) for a in added]:
-            rec = log.get(f"fresh:{variant}", name, item) if log is not None else None
+            rec = log.get(f"fresh:{variant}", name, item, setup) if log is not None else None
             if rec is None:
                 if answerer is None:
                     if which not in gens:
@@ -115,7 +117,8 @@ def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[st
                     answerer = rag_factory(copy if "rag" in variant else None, gens[which], settings,
                                            **({"system": qa.system} if qa.system else {}))
                 answer = answerer.ask(item.question)
-                rec = {"variant": f"fresh:{variant}", "model": name, "id": item.id, "question": item.question,
+                rec = {"variant": f"fresh:{variant}", "model": name, "setup": setup, "id": item.id,
+                       "question": item.question,
                        "answers": item.answers, "prediction": answer.text, "abstained": answer.abstained,
                        "passages": [h.text for h in answer.hits]}
                 if log is not None:

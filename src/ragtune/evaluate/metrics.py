@@ -1,4 +1,5 @@
-"""Scores for one answer (EM, F1, ROUGE-L, API match, groundedness, abstention) and for a set (recall@k, MRR, CIs).
+"""Scores for one answer (EM, F1, containment, ROUGE-L, API match, groundedness, abstention) and for a set
+(recall@k, MRR, CIs).
 
 Every definition here is written out in docs/evaluate.md; the tests check each against hand-computed cases.
 """
@@ -44,6 +45,16 @@ def _f1(pred: list[str], gold: list[str]) -> float:
 def f1(prediction: str, answers: Sequence[str]) -> float:
     """SQuAD token F1, the maximum over the gold answers."""
     return max((_f1(tokens(prediction), tokens(a)) for a in answers), default=0.0)
+
+
+def contains(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 when a normalised gold answer appears, as whole tokens, inside the normalised prediction.
+
+    The "accuracy" of generative QA studies (Mallen et al. 2023; Liu et al. 2023, Lost in the Middle): fair to
+    a model that answers in a sentence, where F1 is diluted by the extra words.
+    """
+    pred = f" {normalize(prediction)} "
+    return float(any(gold and f" {gold} " in pred for gold in map(normalize, answers)))
 
 
 def _lcs(a: list[str], b: list[str]) -> int:

@@ -107,7 +107,7 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
 def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> str:
     plots = _plots(results, per_variant)
     v, qa = results["variants"], results["qa"]
-    metric_cols = ["api_match", "em", "f1", "rouge_l"] if qa["metric"] == "api" else ["em", "f1", "rouge_l"]
+    metric_cols = (["api_match"] if qa["metric"] == "api" else []) + ["em", "f1", "contains", "rouge_l"]
     rows = [[n] + [s.get(m) for m in metric_cols] + [_ci(s["ci"]["score"]), s.get("groundedness"),
             s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
             for n, s in v.items()]

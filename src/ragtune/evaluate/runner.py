@@ -23,7 +23,7 @@ from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
 from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
-from ragtune.evaluate.store import PredictionLog, training_cost, write_json
+from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import default_rag, load_model, model_name
 
 VARIANTS = ("base", "rag", "finetuned", "finetuned+rag")
@@ -114,8 +114,9 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
         which = "finetuned" if variant.startswith("finetuned") else "base"
         spec = finetuned if which == "finetuned" else model
         records, todo = [], []
+        setup = answer_setup(settings, variant, qa_set.system)
         for item in qa_set.items:
-            done = log.get(variant, model_name(spec), item)
+            done = log.get(variant, model_name(spec), item, setup)
             (records.append(done) if done else todo.append(item))
         with measure() as usage:
             if todo and which not in gens:
@@ -130,7 +131,8 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
                 answer = answerer.ask(item.question)
                 latency = time.perf_counter() - t0
                 passages = [h.text for h in answer.hits]
-                rec = {"variant": variant, "model": model_name(spec), "id": item.id, "question": item.question,
+                rec = {"variant": variant, "model": model_name(spec), "setup": setup, "id": item.id,
+                       "question": item.question,
                        "answers": item.answers, "is_impossible": item.is_impossible,
                        "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
                        "seen": (item.id in seen) if seen else None,

@@ -10,7 +10,7 @@ from ragtune.evaluate.qa import QAItem
 
 _CITATION = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 HEADLINE = {"squad": "f1", "api": "api_match"}
-CI_METRICS = {"squad": ("em", "f1", "rouge_l"), "api": ("api_match", "em", "f1", "rouge_l")}
+CI_METRICS = {"squad": ("em", "f1", "contains", "rouge_l"), "api": ("api_match", "em", "f1", "contains", "rouge_l")}
 
 
 def strip_citations(text: str) -> str:
@@ -29,7 +29,7 @@ def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], met
     else:
         answer = "" if abstained else clean
         s = {"em": M.exact_match(answer, item.answers), "f1": M.f1(answer, item.answers),
-             "rouge_l": M.rouge_l(answer, item.answers)}
+             "contains": M.contains(answer, item.answers), "rouge_l": M.rouge_l(answer, item.answers)}
         if metric == "api":
             s["api_match"] = M.api_match(answer, item.answers)
     s["abstained"] = declined

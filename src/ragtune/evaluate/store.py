@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -12,22 +13,41 @@ from typing import Any
 from ragtune.evaluate.qa import QAItem
 
 
+def answer_setup(settings: Any, variant: str, system: str | None = None) -> str:
+    """A short hash of what shapes a variant's answers besides the model: generation settings and prompts, and
+    for RAG variants the chunking, embedder, retrieval and context settings. A resumed run re-asks a question
+    whose recorded answer was made under another setup instead of mixing the two."""
+    from ragtune.models import prompts
+
+    parts: dict[str, Any] = {
+        "generator": settings.generator.model_dump(include={"max_new_tokens", "temperature", "optimize"}),
+        "system": system, "prompts": [prompts.CLOSED_BOOK_SYSTEM]}
+    if "rag" in variant:
+        sections = ("chunking", "embedder", "retrieval", "rag")
+        parts.update({name: getattr(settings, name).model_dump() for name in sections}, prompts=[prompts.RAG_SYSTEM])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 class PredictionLog:
-    """Append-only JSONL of answered questions; a re-run skips what is already there for the same model."""
+    """Append-only JSONL of answered questions; a re-run skips what is already there for the same model and setup."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._done: dict[tuple[str, str, str, str], dict] = {}
+        self._done: dict[tuple[str, str, str, str, str], dict] = {}
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by an interruption: that question is asked again
-                self._done[(rec["variant"], rec["model"], rec["id"], rec["question"])] = rec
+                self._done[self._key(rec)] = rec
 
-    def get(self, variant: str, model: str, item: QAItem) -> dict | None:
-        rec = self._done.get((variant, model, item.id, item.question))
+    @staticmethod
+    def _key(rec: dict) -> tuple[str, str, str, str, str]:
+        return rec["variant"], rec["model"], rec["id"], rec["question"], rec.get("setup", "")
+
+    def get(self, variant: str, model: str, item: QAItem, setup: str = "") -> dict | None:
+        rec = self._done.get((variant, model, item.id, item.question, setup))
         return rec if rec and rec.get("answers") == item.answers else None
 
     def usage(self, variant: str, model: str) -> dict:
@@ -50,7 +70,7 @@ class PredictionLog:
     def append(self, rec: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._done[(rec["variant"], rec["model"], rec["id"], rec["question"])] = rec
+        self._done[self._key(rec)] = rec
 
 
 def _clean(value: Any) -> Any:
