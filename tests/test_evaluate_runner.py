@@ -100,7 +100,7 @@ def test_four_variants_scored_by_hand(squad_folder, tmp_path):
     assert v["rag"]["judge_grounded"] == 1.0 and "judge_grounded" not in v["base"]  # closed-book: nothing to judge
     assert list(v) == ["base", "rag", "finetuned", "finetuned+rag"]
     assert v["base"]["f1"] == 0.0 and v["base"]["abstention"]["rate"] == 1.0
-    assert v["rag"]["f1"] == v["rag"]["em"] == 1.0  # the [1] marker is stripped before scoring
+    assert v["rag"]["f1"] == v["rag"]["em"] == v["rag"]["contains"] == 1.0  # the [1] marker is stripped first
     assert v["rag"]["groundedness"] == 1.0  # every answer word is in the passages
     assert v["finetuned"]["f1"] == 0.5  # recalls the 2 seen questions of 4
     gen = v["finetuned"]["generalisation"]
@@ -114,6 +114,7 @@ def test_four_variants_scored_by_hand(squad_folder, tmp_path):
     for heading in ("Quality", "Retrieval", "Latency", "Memory", "Training cost", "Generalisation", "Questions"):
         assert f"<h2>{heading}" in page
     assert page.count("data:image/png;base64") >= 4 and "Zembla" in page
+    assert "contains 1, " in page and "contains 0, " in page  # per-answer drill-down: rag right, base abstained
 
 
 def test_interrupted_run_resumes_without_asking_again(squad_folder, tmp_path):

@@ -97,7 +97,8 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
                 f"<span class={'ok' if s in gold else 'bad'}>{html.escape(s)}</span>" for s in ranked[qid][:5]) + "</div>")
         for variant, r in recs.items():
             lines.append(f"<div><b>{html.escape(variant)}</b>: {html.escape(r['prediction'][:400])} "
-                         f"<small>(EM {r['scores']['em']:.0f}, F1 {r['scores']['f1']:.2f}, {r['latency_s']:.2f}s)</small></div>")
+                         f"<small>(EM {r['scores']['em']:.0f}, F1 {r['scores']['f1']:.2f}, "
+                         f"contains {r['scores'].get('contains', 0):.0f}, {r['latency_s']:.2f}s)</small></div>")
             for h in r.get("hits", [])[:3]:
                 lines.append(f"<div class=hit>[{html.escape(h['source'])}] {html.escape(h['text'][:300])}</div>")
         parts.append("\n".join(lines) + "</details>")
