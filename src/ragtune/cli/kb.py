@@ -16,7 +16,8 @@ def _open(kb: Path, create: bool = False, overrides: dict | None = None):
     from ragtune.errors import InputError
     from ragtune.index.knowledge_base import KnowledgeBase
 
-    if not create and not (kb / "manifest.json").exists():
+    # a kb whose manifest.json was deleted still has its store (lance/): opening it rebuilds the manifest
+    if not create and not (kb / "manifest.json").exists() and not (kb / "lance").is_dir():
         raise InputError(f"{kb}: no knowledge base here; create one with: ragtune ingest PATH --kb {kb}")
     return KnowledgeBase(kb, settings=load_settings(kb, overrides))
 

@@ -20,7 +20,10 @@ def load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     import trafilatura
     from trafilatura.utils import decode_file
 
-    html = decode_file(data)  # BOM, <meta charset>, then detection
+    from ragtune.documents.text import checked_text
+
+    # BOM, <meta charset>, then detection; random bytes named .html decode too, so refuse binary content
+    html = checked_text(decode_file(data), path, "HTML")
     if _MOJIBAKE.search(html):
         import ftfy
 

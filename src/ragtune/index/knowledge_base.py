@@ -11,13 +11,12 @@ Folder layout: ``manifest.json`` (sources, content hashes, embedder), ``lance/``
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import logging
 import sys
 from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from ragtune.types import Document, Hit
 
 BATCH_CHUNKS = 512  # chunks per committed batch: bounds the work a crash can lose
 QUERY_CACHE = 1024  # recent query vectors kept in memory
+log = logging.getLogger("ragtune")
 
 __all__ = ["KnowledgeBase", "IngestReport", "SourceInfo", "SourceStatus"]
 
@@ -56,6 +56,8 @@ class KnowledgeBase:
                 f"{self.path}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
                 "set embedder.model back, or ingest into a new --kb folder")
         self.store = make_store(self.settings.store.backend, self.path)
+        if not self.manifest.path.exists() and self.store.count():
+            self._rebuild_manifest()
         if self.manifest.interrupted:
             with self._lock(wait=False) as mine:
                 if mine:  # else another process is writing right now: its journal is not a crash
@@ -149,6 +151,7 @@ class KnowledgeBase:
         order = {name_of(item): i for i, item in enumerate(items)}
         with self._lock(), IngestProgress(len(items), _interactive(progress)) as bar:
             self.manifest.load()  # another process may have written since we opened
+            self._forget_lost_sources()
             batch: list[Pending] = []
             for item in items:
                 bar.start(name_of(item))
@@ -184,6 +187,35 @@ class KnowledgeBase:
                               "ingest into a new --kb folder")
         commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
 
+    def _forget_lost_sources(self) -> None:
+        """Sources the manifest lists but the store lacks (its folder deleted or damaged) are forgotten,
+        so this ingestion adds them again instead of calling them unchanged."""
+        stored = self.store.source_versions()
+        if any(stored.get((s.source, s.sha256), 0) != s.chunks for s in self.manifest.sources.values()):
+            self._reconcile()
+
+    def _rebuild_manifest(self) -> None:
+        """manifest.json is gone but the store holds chunks: describe what the store holds again."""
+        from ragtune.documents.files import FORMATS
+        from ragtune.index.ingest import now
+
+        with self._lock(wait=False) as mine:
+            if not mine or self.manifest.path.exists():
+                return  # another process is writing: its manifest wins
+            first = {}
+            for chunk in self.store.chunks():
+                first.setdefault(chunk.source, chunk.metadata)
+            stamp = now()
+            for (source, version), n in sorted(self.store.source_versions().items()):
+                meta = first.get(source, {})
+                self.manifest.sources[source] = SourceInfo(
+                    source, n, version, stamp, stamp, format=FORMATS.get(Path(source).suffix.lower(), ""),
+                    title=str(meta.get("title") or ""), tags=list(meta.get("tags") or []))
+            self.manifest.embedder = {"dimension": int(self.store.dimension)}  # the name was lost with the file
+            self.manifest.save()
+        log.warning("%s: manifest.json was missing; rebuilt it from the store (%d sources)", self.path,
+                    len(self.manifest.sources))
+
     def _reconcile(self) -> None:
         """After a crash: delete store rows the manifest does not describe; forget sources the store lost."""
         self.manifest.load()
@@ -199,19 +231,11 @@ class KnowledgeBase:
         self.manifest.save()
         self.manifest.end()
 
-    @contextmanager
-    def _lock(self, wait: bool = True) -> Iterator[bool]:
-        """One writer per knowledge base at a time (a second `ragtune ingest` waits); yields whether it is held."""
-        with open(self.path / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _lock(self, wait: bool = True):
+        """One writer per knowledge base at a time (a second `ragtune ingest` says whom it waits for)."""
+        from ragtune.index.lock import writer_lock
+
+        return writer_lock(self.path, wait)
 
     # -- reading ----------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, where: dict | None = None,
@@ -226,7 +250,10 @@ class KnowledgeBase:
         mode = mode or r.mode
         if mode not in ("hybrid", "dense", "lexical"):
             raise InputError(f"search mode '{mode}': unknown; use hybrid, dense or lexical")
-        if not query.strip() or self.store.count() == 0:
+        if not query.strip():
+            return []
+        if self.store.count() == 0:
+            self._check_store_not_lost()
             return []
         query_vector = self._query_vector(query)
         n = max(r.candidates, k, 4 * k if r.rerank else 0)
@@ -242,6 +269,14 @@ class KnowledgeBase:
                     metadata={**s.hit.metadata, "position": s.hit.position,
                               "dense_score": s.dense, "lexical_score": s.lexical})
                 for s in ranked[:k]]
+
+    def _check_store_not_lost(self) -> None:
+        """An empty store under a manifest that lists sources: never answer "no matches" for a lost store."""
+        self.manifest.load()
+        if self.manifest.sources:
+            raise ConfigError(f"{self.path}: the manifest lists {len(self.manifest.sources)} sources but the store "
+                              "holds no chunks (its folder was deleted or damaged); re-run `ragtune ingest` with "
+                              f"the same files and --kb {self.path} to rebuild it")
 
     def _query_vector(self, query: str) -> np.ndarray:
         """The query's vector; recent queries are remembered (a server sees the same ones again)."""
@@ -263,9 +298,11 @@ class KnowledgeBase:
 
 
 def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+    from ragtune.documents.files import read_bytes
+
+    try:  # the same guarded read as loading: never a FIFO or a device, never more than the size limit
+        return hashlib.sha256(read_bytes(path)).hexdigest()
+    except InputError:
         return None
 
 
