@@ -73,32 +73,39 @@ class RagSettings(Section):
     context_sentences: int = Field(0, ge=0)
 
 
+# Adam moves every trainable weight by about the learning rate per step; these models' weights are
+# ~0.02-0.1 in size, so above 0.1 a few steps overwrite what the model knew (usual: 1e-5 full, 1e-4-1e-3 LoRA).
+MAX_LEARNING_RATE = 0.1
+
+
 class FinetuneSettings(Section):
+    # Bounds are checked here, once, for ragtune.toml, RAGTUNE_FINETUNE__* and flags alike.
     method: Literal["lora", "full"] = "lora"
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_seq_tokens: int = 256
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    validation_fraction: float = 0.1
-    eval_every: int = 20  # optimizer steps between validation-loss evaluations
-    save_every: int = 20  # optimizer steps between resumable checkpoints
-    patience: int = 3  # evaluations without improvement before early stopping (0 = never stop early)
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, le=MAX_LEARNING_RATE)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_seq_tokens: int = Field(256, ge=8)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    eval_every: int = Field(20, ge=1)  # optimizer steps between validation-loss evaluations
+    save_every: int = Field(20, ge=1)  # optimizer steps between resumable checkpoints
+    patience: int = Field(3, ge=0)  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs when smaller)
-    warmup_fraction: float = 0.05  # linear warm-up share of the steps, then linear decay
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    min_delta: float = 0.0  # a validation loss must beat the best by more than this to count as better
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (overrides epochs when smaller)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # linear warm-up share of the steps, then linear decay
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    min_delta: float = Field(0.0, ge=0)  # a validation loss must beat the best by more than this to count as better
     lora_target_modules: list[str] | None = None  # None: chosen per architecture
-    keep_checkpoints: int = 2  # newest resumable checkpoints kept on disk
+    keep_checkpoints: int = Field(2, ge=1)  # newest resumable checkpoints kept on disk
     merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
     loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
-    eval_max_examples: int = 256  # cap on validation (and train-loss probe) examples per evaluation
-    overfit_ratio: float = 1.25  # warn when validation loss ends this many times above its best, or the gap is this wide
+    eval_max_examples: int = Field(256, ge=1)  # cap on validation (and train-loss probe) examples per evaluation
+    # warn when validation loss ends this many times above its best, or the gap is this wide
+    overfit_ratio: float = Field(1.25, ge=1)
 
 
 class ServeSettings(Section):
@@ -148,9 +155,16 @@ def load_settings(kb_dir: str | Path | None = None, overrides: dict[str, Any] | 
     try:
         return Settings.model_validate(merged)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"setting '{field}': {err['msg']} (check ragtune.toml, RAGTUNE_* variables and flags)") from None
+        raise ConfigError(f"{describe_error(e)} (check ragtune.toml, RAGTUNE_* variables and flags)") from None
+
+
+def describe_error(error: ValidationError, prefix: str = "") -> str:
+    """``setting 'finetune.epochs' = -1: Input should be greater than 0`` for a settings validation error."""
+    err = error.errors()[0]
+    field = prefix + ".".join(str(p) for p in err["loc"])
+    given = f" = {err['input']!r}" if err.get("type") != "missing" and not isinstance(err.get("input"), dict) else ""
+    message = "unknown setting; `ragtune config` lists them all" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"setting '{field}'{given}: {message}"
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
