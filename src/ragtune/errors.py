@@ -19,3 +19,7 @@ class ConfigError(RagtuneError):
 
 class ModelError(RagtuneError):
     """A model or endpoint that cannot be loaded or reached."""
+
+
+class TrainingError(RagtuneError):
+    """Training that cannot go on (a diverging loss); the message says which setting to change."""
