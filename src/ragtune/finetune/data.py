@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ragtune.errors import InputError
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 ROLES = {"system", "user", "assistant"}
+MAX_DATASET_MB = 2048  # one dataset file is read whole; beyond this, split it
 
 
 @dataclass
@@ -121,7 +123,7 @@ def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
         elif suffix == ".csv":
             _read_csv(f, examples, problems)
         elif suffix in TEXT_SUFFIXES:
-            text = f.read_text(encoding="utf-8", errors="replace")
+            text = _read_text(f)
             if text.strip():
                 examples.append(Example(text=text, source=str(f)))
             else:
@@ -131,8 +133,17 @@ def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
     return examples, problems
 
 
+def _read_text(f: Path) -> str:
+    """A dataset file's text through the documents' guarded read and decoder: never a FIFO or a device,
+    a byte-order mark honoured, binary content refused with the file named."""
+    from ragtune.documents.files import read_bytes
+    from ragtune.documents.text import decode_text
+
+    return decode_text(read_bytes(f, MAX_DATASET_MB), f)
+
+
 def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
-    text = f.read_text(encoding="utf-8", errors="replace")
+    text = _read_text(f)
     if f.suffix.lower() == ".json" and text.lstrip().startswith("["):  # a JSON array of rows
         try:
             rows = json.loads(text)
@@ -157,7 +168,7 @@ def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tupl
 
 
 def _read_csv(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
-    with f.open(encoding="utf-8", errors="replace", newline="") as fh:
+    with io.StringIO(_read_text(f), newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             row = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
