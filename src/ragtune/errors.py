@@ -23,3 +23,7 @@ class ModelError(RagtuneError):
 
 class TrainingError(RagtuneError):
     """Training that cannot go on (a diverging loss); the message says which setting to change."""
+
+
+class StorageError(RagtuneError):
+    """A knowledge base that cannot be written (full disk, read-only folder); what was stored is kept."""

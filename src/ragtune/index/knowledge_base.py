@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -21,12 +22,13 @@ from typing import Iterable
 import numpy as np
 
 from ragtune.config import Settings, load_settings
-from ragtune.errors import ConfigError, InputError, RagtuneError
+from ragtune.errors import ConfigError, InputError, RagtuneError, StorageError
 from ragtune.index.embedders import Embedder, make_embedder
 from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
 from ragtune.index.manifest import Manifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
 from ragtune.index.stores import make_store
+from ragtune.index.writes import write_errors
 from ragtune.types import Document, Hit
 
 BATCH_CHUNKS = 512  # chunks per committed batch: bounds the work a crash can lose
@@ -59,9 +61,7 @@ class KnowledgeBase:
         if not self.manifest.path.exists() and self.store.count():
             self._rebuild_manifest()
         if self.manifest.interrupted:
-            with self._lock(wait=False) as mine:
-                if mine:  # else another process is writing right now: its journal is not a crash
-                    self._reconcile()
+            self._recover()
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -83,11 +83,15 @@ class KnowledgeBase:
     def add(self, paths: Iterable[str | Path] | str | Path, tags: list[str] | None = None,
             progress: bool | None = None) -> IngestReport:
         """Ingest files and folders; unchanged files cost nothing, a failed file never stops the batch."""
-        from ragtune.documents import iter_files, load
+        from ragtune.documents import iter_files, load, source_name
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        files = list(iter_files(paths))
+        given = [Path(p) for p in paths]
+        # the knowledge base's own files are never its documents (`ragtune ingest . --kb kb` walks past kb/)
+        refused = [SourceStatus(source_name(p), "failed", reason=f"{p}: is inside the knowledge base {self.path} "
+                                "itself; ingest your documents from outside it") for p in given if self._owns(p)]
+        files = [f for f in iter_files([p for p in given if not self._owns(p)]) if not self._owns(f[0])]
 
         def prepare(item: tuple[Path, str]) -> Pending | SourceStatus:
             path, source = item
@@ -98,7 +102,13 @@ class KnowledgeBase:
             sha = document.metadata.get("sha256") or _file_sha256(path)
             return self._chunked(document, sha, tags)
 
-        return self._ingest(files, lambda item: item[1], prepare, progress)
+        report = self._ingest(files, lambda item: item[1], prepare, progress)
+        report.items[:0] = refused
+        return report
+
+    def _owns(self, path: Path) -> bool:
+        here = os.path.realpath(self.path)
+        return os.path.commonpath([here, os.path.realpath(path)]) == here
 
     def add_documents(self, documents: list[Document], tags: list[str] | None = None,
                       progress: bool | None = None) -> IngestReport:
@@ -114,7 +124,7 @@ class KnowledgeBase:
 
     def remove(self, source: str) -> int:
         """Delete one source's chunks; return how many were removed."""
-        with self._lock():
+        with self._lock(), write_errors(self.path):
             self.manifest.load()
             if source not in self.manifest.sources:
                 raise InputError(f"source '{source}': not in the knowledge base {self.path}; "
@@ -171,7 +181,8 @@ class KnowledgeBase:
                 bar.advance()
             self._commit(batch, report, bar)
             if report.added or report.updated:
-                self.store.optimize()  # fold new rows into the BM25 index, drop old versions
+                with write_errors(self.path):
+                    self.store.optimize()  # fold new rows into the BM25 index, drop old versions
         report.items.sort(key=lambda s: order.get(s.source, len(order)))
         return report
 
@@ -185,7 +196,18 @@ class KnowledgeBase:
             raise ConfigError(f"{self.path}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
                               f"embedder '{self.embedder.name}' gives {self.embedder.dimension}-d; "
                               "ingest into a new --kb folder")
-        commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
+        with write_errors(self.path):
+            commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
+
+    def _recover(self) -> None:
+        """A journal left by a crashed write: reconcile now, unless another process is writing right now
+        (its journal is not a crash) or the folder cannot be written (then it is read as it is)."""
+        try:
+            with self._lock(wait=False) as mine, write_errors(self.path):
+                if mine:
+                    self._reconcile()
+        except StorageError as e:
+            log.warning("%s; reading the knowledge base as it is", e)
 
     def _forget_lost_sources(self) -> None:
         """Sources the manifest lists but the store lacks (its folder deleted or damaged) are forgotten,
@@ -233,7 +255,7 @@ class KnowledgeBase:
 
     def _lock(self, wait: bool = True):
         """One writer per knowledge base at a time (a second `ragtune ingest` says whom it waits for)."""
-        from ragtune.index.lock import writer_lock
+        from ragtune.index.writes import writer_lock
 
         return writer_lock(self.path, wait)
 

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError
+from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StorageError
 
 log = logging.getLogger("ragtune.serve")
 
@@ -86,6 +86,8 @@ def from_ragtune_error(exc: RagtuneError) -> APIError:
         return APIError(400, str(exc), code="invalid_input")
     if isinstance(exc, ModelError):
         return APIError(503, str(exc), code="model_unavailable")
+    if isinstance(exc, StorageError):  # a full disk or a read-only kb folder: the server's, and passing
+        return APIError(503, str(exc), code="storage_unavailable")
     if isinstance(exc, ConfigError):
         return APIError(500, str(exc), code="server_misconfigured")
     return APIError(400, str(exc), code="invalid_input")

@@ -1,8 +1,13 @@
-"""One writer per knowledge base: an advisory ``flock`` on ``<kb>/.lock`` that records its holder's PID.
+"""Writing to a knowledge base safely: one writer at a time, and a failed write told in one line.
 
-A second writer does not wait in silence: it says which process holds the lock, waits up to
-``WAIT_S`` seconds polling for it, then stops with an error naming that process. The lock file is
-opened without truncating it, so a waiter never erases the holder's PID.
+The writer lock is an advisory ``flock`` on ``<kb>/.lock`` that records its holder's PID. A second
+writer does not wait in silence: it says which process holds the lock, waits up to ``WAIT_S``
+seconds polling for it, then stops with an error naming that process. The lock file is opened
+without truncating it, so a waiter never erases the holder's PID.
+
+``write_errors`` turns a write that fails for want of space or permission (an ``OSError``, or the
+store's own error carrying "os error N") into a StorageError; every write is a journalled, atomic
+commit, so what was stored before stays as it was.
 """
 
 from __future__ import annotations
@@ -10,17 +15,19 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ragtune.errors import InputError
+from ragtune.errors import StorageError
 
 LOCK_FILE = ".lock"
 WAIT_S = 600.0  # how long a second writer waits for the first (a big ingestion takes minutes)
 POLL_S = 0.2
+_OS_ERROR = re.compile(r"os error (\d+)")
 
 
 def _say(message: str) -> None:
@@ -35,8 +42,8 @@ def writer_lock(folder: Path, wait: bool = True, wait_s: float | None = None,
     try:
         f = open(path, "a+")
     except OSError as e:
-        raise InputError(f"{folder}: cannot write to the knowledge base ({e.strerror or e}); "
-                         + _write_hint(e, folder)) from None
+        raise StorageError(f"{folder}: cannot write to the knowledge base ({e.strerror or e}); "
+                           + _write_hint(e.errno, folder)) from None
     with f:
         if not _try_lock(f):
             if not wait:
@@ -71,7 +78,7 @@ def _wait_for(f, folder: Path, wait_s: float, notify: Callable[[str], None]) -> 
     deadline = time.monotonic() + wait_s
     while not _try_lock(f):
         if time.monotonic() >= deadline:
-            raise InputError(f"{folder}: still locked by {_holder(f)} after {wait_s:.0f} s; wait for it to finish "
+            raise StorageError(f"{folder}: still locked by {_holder(f)} after {wait_s:.0f} s; wait for it to finish "
                              "or stop it, then re-run")
         time.sleep(POLL_S)
 
@@ -82,9 +89,26 @@ def _holder(f) -> str:
     return f"process {pid}" if pid.isdigit() else "another process"
 
 
-def _write_hint(error: OSError, folder: Path) -> str:
-    if error.errno == errno.EROFS:
+@contextmanager
+def write_errors(folder: Path) -> Iterator[None]:
+    """A write that fails for want of space or permission becomes one StorageError line; others pass."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        code = e.errno if isinstance(e, OSError) else None
+        if code is None and (m := _OS_ERROR.search(str(e))):
+            code = int(m.group(1))
+        if code not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO):
+            raise
+        raise StorageError(f"{folder}: a write failed ({os.strerror(code)}); {_write_hint(code, folder)} "
+                           "(what was stored before is kept)") from e
+
+
+def _write_hint(code: int | None, folder: Path) -> str:
+    if code == errno.EROFS:
         return "it is on a read-only file system; copy it somewhere writable or search it as it is"
-    if error.errno == errno.ENOSPC:
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return "the disk is full; free some space and re-run"
+    if code == errno.EIO:
+        return "the disk reported an I/O error; check it and re-run"
     return f"check the permissions of {folder}"
