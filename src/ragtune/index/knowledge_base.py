@@ -28,7 +28,7 @@ from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
 from ragtune.index.manifest import Manifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
 from ragtune.index.stores import make_store
-from ragtune.index.writes import write_errors
+from ragtune.index.writes import read_errors, write_errors
 from ragtune.types import Document, Hit
 
 BATCH_CHUNKS = 512  # chunks per committed batch: bounds the work a crash can lose
@@ -57,7 +57,8 @@ class KnowledgeBase:
             raise ConfigError(
                 f"{self.path}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
                 "set embedder.model back, or ingest into a new --kb folder")
-        self.store = make_store(self.settings.store.backend, self.path)
+        with read_errors(self.path):
+            self.store = make_store(self.settings.store.backend, self.path)
         if not self.manifest.path.exists() and self.store.count():
             self._rebuild_manifest()
         if self.manifest.interrupted:
@@ -212,7 +213,8 @@ class KnowledgeBase:
     def _forget_lost_sources(self) -> None:
         """Sources the manifest lists but the store lacks (its folder deleted or damaged) are forgotten,
         so this ingestion adds them again instead of calling them unchanged."""
-        stored = self.store.source_versions()
+        with read_errors(self.path):
+            stored = self.store.source_versions()
         if any(stored.get((s.source, s.sha256), 0) != s.chunks for s in self.manifest.sources.values()):
             self._reconcile()
 
@@ -274,13 +276,16 @@ class KnowledgeBase:
             raise InputError(f"search mode '{mode}': unknown; use hybrid, dense or lexical")
         if not query.strip():
             return []
-        if self.store.count() == 0:
+        with read_errors(self.path):
+            empty = self.store.count() == 0
+        if empty:
             self._check_store_not_lost()
             return []
         query_vector = self._query_vector(query)
         n = max(r.candidates, k, 4 * k if r.rerank else 0)
-        dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
-        lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
+        with read_errors(self.path):  # not around the embedder: its errors are its own
+            dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
+            lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
         if mode == "hybrid":
             ranked = FUSIONS[r.fusion](dense, lexical, query_vector, r.dense_weight)
         else:

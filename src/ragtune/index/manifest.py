@@ -51,9 +51,9 @@ class Manifest:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.embedder = data.get("embedder", {})
             self.sources = {s["source"]: SourceInfo(**s) for s in data.get("sources", [])}
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(f"{self.path}: unreadable knowledge-base manifest ({e}); "
-                              "re-ingest into a new --kb folder") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ConfigError(f"{self.path}: unreadable knowledge-base manifest ({e}); move it aside (e.g. to "
+                              f"{MANIFEST}.bad) and ragtune rebuilds it from the store") from None
 
     def save(self) -> None:
         data = {"format": FORMAT, "embedder": self.embedder,

@@ -104,6 +104,19 @@ def write_errors(folder: Path) -> Iterator[None]:
                            "(what was stored before is kept)") from e
 
 
+@contextmanager
+def read_errors(folder: Path) -> Iterator[None]:
+    """A store that cannot be read (a damaged or half-deleted file) becomes one StorageError saying how to
+    rebuild it; the manifest stays, so re-ingesting the same files restores every source."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise StorageError(f"{folder}: the store could not be read ({first}); it is damaged: move its folder "
+                           f"({folder}/lance) aside and re-run `ragtune ingest` with the same files to rebuild "
+                           "it") from e
+
+
 def _write_hint(code: int | None, folder: Path) -> str:
     if code == errno.EROFS:
         return "it is on a read-only file system; copy it somewhere writable or search it as it is"
