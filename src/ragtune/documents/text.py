@@ -38,10 +38,11 @@ def decode_text(data: bytes, path: Path) -> str:
     # Legacy Windows text is common; its strict decoder rejects the five undefined bytes,
     # and checked_text rejects binary data that happens to decode.
     try:
-        return checked_text(data.decode("cp1252"), path, "cp1252")
-    except (UnicodeDecodeError, InputError):
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
         raise InputError(f"{path}: not readable as text (neither UTF-8, UTF-16 with a byte-order mark, nor "
                          "Windows-1252); re-save it as UTF-8") from None
+    return checked_text(text, path, "text")
 
 
 def checked_text(text: str, path: Path, encoding: str) -> str:
