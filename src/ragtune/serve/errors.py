@@ -55,7 +55,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        loc = [str(p) for p in first.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]  # only the leading location: a field may itself be called "query" (search)
         if first.get("type") == "json_invalid":
             return error_response(APIError(400, "the request body is not valid JSON; send a JSON object "
                                                 "with Content-Type: application/json", code="invalid_json"))
