@@ -244,3 +244,11 @@ def test_a_diverging_loss_stops_training_with_advice(losses, diverged):
             check_divergence(losses[:n], 0.05)
     message = one_line(str(info.value))
     assert diverged in message and "lower the learning rate (now 0.05" in message
+
+
+def test_raw_line_separators_inside_json_strings_are_not_line_breaks(tmp_path):
+    # JSON allows U+2028 and \v unescaped inside strings; splitting lines at them broke valid rows
+    row = json.dumps({"question": "first\u2028second\vthird?", "answer": "yes"}, ensure_ascii=False)
+    path = write(tmp_path / "qa.jsonl", row + "\n" + json.dumps({"question": "q?", "answer": "a"}) + "\n")
+    [first, second] = load_examples(path)
+    assert first.prompt == "first\u2028second\vthird?" and (first.line, second.line) == (1, 2)

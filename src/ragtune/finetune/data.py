@@ -158,7 +158,8 @@ def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) ->
 
 
 def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tuple[int, Any]]:
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # "\n" only: splitlines() also breaks at \v, \f and U+2028, which JSON strings may hold raw
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
