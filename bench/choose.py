@@ -120,7 +120,7 @@ def run_squad(args) -> tuple[dict, str]:
                                   for it in train_items))
     # validation = 20 of the training questions: the aim is to store these facts, and the best checkpoint must
     # be the one that stores them best (held-out facts cannot be learnt, so their loss only rises)
-    asked = QASet("squad-mini", eval_items[:args.n_heldout] + train_items[:args.n_seen], qa.documents, "squad")
+    asked = QASet("squad-mini", eval_items[:args.n_heldout] + train_items[:args.n_seen], qa.documents, "f1")
     if args.from_checkpoint:  # the run is stopped for time: its newest checkpoint becomes the adapter
         export_checkpoint(run / "ft", run / "ft-export", lr=5e-4, max_seq=96, epochs=5)
     exported = run / "ft-export" if (run / "ft-export" / "training_report.json").is_file() else None

@@ -79,7 +79,7 @@ def _plots(results: dict, per_variant: dict[str, list[dict]]) -> dict[str, str]:
     return plots
 
 
-def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]], limit: int = 300) -> str:
+def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]], key: str, limit: int = 300) -> str:
     by_id: dict[str, dict[str, dict]] = {}
     for variant, records in per_variant.items():
         for r in records:
@@ -87,7 +87,7 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
     parts = []
     for qid, recs in list(by_id.items())[:limit]:
         first = next(iter(recs.values()))
-        marks = " ".join(f"{v}: {r['scores'].get('api_match', r['scores']['f1']):.2f}" for v, r in recs.items())
+        marks = " ".join(f"{v}: {r['scores'].get(key, r['scores']['f1']):.2f}" for v, r in recs.items())
         lines = [f"<details><summary>{html.escape(first['question'])} <small>({html.escape(marks)})</small></summary>",
                  f"<div>gold: {html.escape(' | '.join(first['answers'][:3]) or '(unanswerable)')}"
                  f"{' · seen in training' if first.get('seen') else ''}</div>"]
@@ -108,12 +108,13 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
 def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> str:
     plots = _plots(results, per_variant)
     v, qa = results["variants"], results["qa"]
-    metric_cols = (["api_match"] if qa["metric"] == "api" else []) + ["em", "f1", "contains", "rouge_l"]
+    metric_cols = list(dict.fromkeys([results["headline"], "em", "f1", "contains", "rouge_l"]))
     rows = [[n] + [s.get(m) for m in metric_cols] + [_ci(s["ci"]["score"]), s.get("groundedness"),
             s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
             for n, s in v.items()]
     parts = [f"<h1>ragtune evaluation: {html.escape(qa['name'])}</h1>",
-             f"<p>{qa['n']} questions, metric <b>{results['headline']}</b>, base model "
+             f"<p>{qa['n']} questions, metric <b>{html.escape(results['headline'])}</b>"
+             f"{' (' + html.escape(qa['metric_reason']) + ')' if qa.get('metric_reason') else ''}, base model "
              f"<code>{html.escape(str(results['models']['base']))}</code>, fine-tuned "
              f"<code>{html.escape(str(results['models']['finetuned']))}</code>. Best: <b>{_fmt(results.get('best'))}</b>"
              f"{'; tied with ' + ', '.join(results['tied_with_best']) if results.get('tied_with_best') else ''}.</p>",
@@ -145,7 +146,7 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
                   _table(["variant", "fresh (all)", "changed: new fact", "changed: old fact", "new facts"],
                          [[n, s["fresh"], s["changed_fresh"], s["changed_stale"], s["new_facts"]]
                           for n, s in f["variants"].items()])]
-    parts += ["<h2>Questions</h2>", _drilldown(per_variant, ranked)]
+    parts += ["<h2>Questions</h2>", _drilldown(per_variant, ranked, results["headline"])]
     return (f"<!doctype html><html><head><meta charset=utf-8><title>ragtune evaluation</title><style>{_CSS}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
 

@@ -22,7 +22,8 @@ from ragtune.errors import InputError
 from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
-from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
+from ragtune.evaluate.scorers import check_gold
+from ragtune.evaluate.scoring import generalisation, headline_key, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import default_rag, load_model, model_name
 
@@ -83,6 +84,7 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
     seen = split_ids(qa_set, train_qa) if train_qa else {it.id for it in qa_set.items
                                                           if it.metadata.get("split") == "train"}
     qa_set = qa_set.split(split).subset(limit, seed)
+    check_gold(qa_set)  # before any model runs: every gold answer must score 1 against itself
     seen = seen & {it.id for it in qa_set.items} if finetuned is not None else set()
     model = model if model is not None else settings.generator.model
     unknown = set(variants or []) - set(VARIANTS)
@@ -98,8 +100,9 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
     results: dict[str, Any] = {
         "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "qa": {"name": qa_set.name, "n": len(qa_set.items), "metric": qa_set.metric, "limit": limit, "seed": seed, "split": split,
-               "n_seen_in_training": sum(it.id in seen for it in qa_set.items) if seen else None},
-        "headline": HEADLINE[qa_set.metric],
+               "n_seen_in_training": sum(it.id in seen for it in qa_set.items) if seen else None,
+               "metric_reason": qa_set.metric_reason},
+        "headline": headline_key(qa_set.metric),
         "models": {"base": model_name(model), "finetuned": model_name(finetuned) if finetuned is not None else None},
         "settings": {"k": settings.retrieval.k, "retrieval_mode": settings.retrieval.mode,
                      "max_new_tokens": settings.generator.max_new_tokens},
@@ -173,7 +176,7 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
 
 def _compare(per_variant: dict[str, list[dict]], metric: str, seed: int) -> tuple[list[dict], str | None, list[str]]:
     """Paired bootstrap of every pair on the headline score; the best variant and those tied with it."""
-    key = HEADLINE[metric]
+    key = headline_key(metric)
     scores = {v: [r["scores"][key] for r in sorted(rs, key=lambda r: r["id"])] for v, rs in per_variant.items()}
     names = list(scores)
     comps = [{"a": a, "b": b, "metric": key, **M.compare(scores[a], scores[b], seed=seed)}

@@ -1,0 +1,199 @@
+"""Python calls found in free text and compared as syntax trees (the ``call`` metric).
+
+    first_call("You can use hub.load('https://tfhub.dev/google/yamnet/1') here")   # an ast.Call
+    call_matches(gold, pred)                                                      # Gorilla's sub-tree rule
+
+A call is found wherever it sits: in a code fence, after ``x = ``, inside prose or a tagged answer
+(``<<<api_call>>>: f(x)``). The text is scanned for ``dotted.name(``, the balanced span that follows (strings
+respected) is parsed with :mod:`ast`, and method chains (``a.b().c(x)``) are kept whole. Matching follows Gorilla's
+APIBench AST sub-tree check: the callee's dotted name must be equal and every gold argument present in the
+prediction's call; extra arguments in the prediction are allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+_START = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\(")  # no space before "(": prose "(...)" is no call
+_OPEN, _CLOSE = "([{", ")]}"
+_MAX_SPAN = 4000  # a call longer than this is not an answer; bounds the scan on huge texts
+_URL = re.compile(r"^(?:(https?)://)?(?:www\.)?((?:[a-z0-9-]+\.)+[a-z]{2,})(:\d+)?(/[^\s?#]*)?([?#]\S*)?$", re.I)
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index just past the bracket closing the one at ``start`` (quotes and escapes respected), or None."""
+    depth, quote, i, end = 0, "", start, min(len(text), start + _MAX_SPAN)
+    while i < end:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif text.startswith(quote, i):
+                i += len(quote) - 1
+                quote = ""
+        elif ch in "'\"":
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch
+            i += len(quote) - 1
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def _span(text: str, match: re.Match) -> str | None:
+    """The call starting at ``match`` with its trailers (``.c(...)``, ``[0]``, ``(...)``) as one expression."""
+    end = _balanced_end(text, match.end() - 1)
+    while end is not None:
+        trailer = re.match(r"\s*(?:\.\s*[A-Za-z_]\w*\s*)?[(\[]", text[end:])
+        if not trailer:
+            break
+        nxt = _balanced_end(text, end + trailer.end() - 1)
+        if nxt is None:
+            break
+        end = nxt
+    return None if end is None else text[match.start():end]
+
+
+def calls_in(text: str) -> Iterator[ast.Call]:
+    """Every call in ``text``, in reading order; an outer call comes before the calls nested in it."""
+    pos = 0
+    while (m := _START.search(text, pos)) is not None:
+        span = _span(text, m)
+        try:
+            tree = ast.parse(span, mode="eval") if span else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
+            tree = None
+        if tree is None:
+            pos = m.end()  # not a call (e.g. "if (" or prose in parentheses): look further
+            continue
+        yield from (n for n in _preorder(tree.body) if isinstance(n, ast.Call))
+        pos = m.start() + len(span)
+
+
+def _preorder(node: ast.AST) -> Iterator[ast.AST]:
+    """A node, then its children's subtrees in source order."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        yield from _preorder(child)
+
+
+def first_call(text: str) -> ast.Call | None:
+    return next(calls_in(text), None)
+
+
+def call_closed(text: str) -> bool:
+    """True once the first call opened in a text being generated is closed (decoding can stop there)."""
+    for m in _START.finditer(text):
+        span = _span(text, m)
+        if span is None:
+            return False  # still open
+        try:
+            ast.parse(span, mode="eval")
+            return True
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return False
+
+
+def callee(call: ast.Call) -> str:
+    """The dotted name of what is called (``a.b.c``), or its source text for anything else."""
+    return ast.unparse(call.func)
+
+
+def canonical_string(value: str) -> str:
+    """A URL is compared as the resource it names: scheme (http/https), ``www.``, host case and a trailing
+    ``/`` do not change it on the web; any other string is compared as written (surrounding space removed)."""
+    value = value.strip()
+    m = _URL.match(value)
+    if not m or not (m.group(1) or m.group(4)):  # a bare "name.tld" is not a URL, "host.tld/path" is
+        return value
+    return f"{m.group(2).lower()}{m.group(3) or ''}{(m.group(4) or '').rstrip('/')}{m.group(5) or ''}"
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(node: ast.AST) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+def _canon(value: Any) -> Any:
+    """A literal in a form where equal meaning is equal: URLs canonical, list == tuple, True != 1."""
+    if isinstance(value, str):
+        return ("str", canonical_string(value))
+    if isinstance(value, bool) or value is None:
+        return ("const", repr(value))
+    if isinstance(value, (int, float, complex)):
+        return ("num", value)
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_canon(v) for v in value))
+    if isinstance(value, (set, frozenset)):
+        return ("set", frozenset(_canon(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((_canon(k), _canon(v)) for k, v in value.items()))
+    return ("other", repr(value))
+
+
+def same_value(gold: ast.AST, pred: ast.AST) -> bool:
+    """Argument values compared as trees: nested calls by :func:`call_matches`, literals by meaning."""
+    if isinstance(gold, ast.Call):
+        return isinstance(pred, ast.Call) and call_matches(gold, pred)
+    if isinstance(gold, (ast.List, ast.Tuple)) and isinstance(pred, (ast.List, ast.Tuple)):
+        return len(gold.elts) == len(pred.elts) and all(map(same_value, gold.elts, pred.elts))
+    g, p = _literal(gold), _literal(pred)
+    if g is not _NOT_LITERAL and p is not _NOT_LITERAL:
+        return _canon(g) == _canon(p)
+    return ast.dump(gold) == ast.dump(pred)
+
+
+def _slots(call: ast.Call) -> list[tuple[str | None, ast.AST]]:
+    """The arguments in order as (keyword or None, value); ``**kw`` keeps the name ``**``."""
+    return [(None, a) for a in call.args] + [(k.arg or "**", k.value) for k in call.keywords]
+
+
+def call_matches(gold: ast.Call, pred: ast.Call) -> bool:
+    """Gorilla's sub-tree rule: same callee, and every gold argument is in the prediction's call.
+
+    A gold keyword argument is found under its name in any order, or as the prediction's positional argument
+    at the same place (gold ``f(a=1, b=2)`` matches ``f(1, 2)``); a gold positional argument is found at its
+    place, as a positional or a keyword argument (gold ``f(1)`` matches ``f(a=1)``). Extra arguments in the
+    prediction are allowed, as in APIBench's evaluation."""
+    if callee(gold) != callee(pred):
+        return False
+    pred_slots = _slots(pred)
+    by_name = {name: value for name, value in pred_slots if name is not None}
+    for place, (name, value) in enumerate(_slots(gold)):
+        at_place = pred_slots[place] if place < len(pred_slots) else None
+        candidates = [by_name[name]] if name is not None and name in by_name else []
+        if at_place is not None and (at_place[0] is None or name is None):
+            candidates.append(at_place[1])
+        if not any(same_value(value, c) for c in candidates):
+            return False
+    return True
+
+
+def call_score(prediction: str, gold: str) -> float:
+    """1.0 when the prediction's first call to the gold's callee matches the gold call (naming the same
+    function several times does not help: only the first counts); 0.0 when the gold is no call."""
+    want = first_call(gold)
+    if want is None:
+        return 0.0
+    name = callee(want)
+    found = next((c for c in calls_in(prediction) if callee(c) == name), None)
+    return float(found is not None and call_matches(want, found))
+
+
+def string_arguments(call: ast.Call) -> list[str]:
+    """The string literals among a call's arguments (nested calls included), canonical, in reading order."""
+    return [canonical_string(node.value) for _, value in _slots(call) for node in _preorder(value)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
