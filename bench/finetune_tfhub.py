@@ -64,6 +64,11 @@ def generate(model, tokenizer, examples, max_new_tokens: int = 40, batch_size: i
     return replies
 
 
+def is_correct(reply: str, gold: str) -> bool:
+    """The reply scores 1 under `ragtune eval`'s metric for API calls (one implementation, in the product)."""
+    return get_metric("call")(reply, [gold]) == 1.0
+
+
 def accuracy(spec: str, test, cache: Path | None = None, max_new_tokens: int = 96) -> tuple[float, list[dict]]:
     """Test accuracy of a model spec; replies are cached in ``cache`` (keyed by spec, test items, budget and
     stopping rule) and scored afresh each time."""
@@ -74,8 +79,7 @@ def accuracy(spec: str, test, cache: Path | None = None, max_new_tokens: int = 9
         model, tokenizer = load_model_and_tokenizer(spec, device="cpu", dtype="float32")
         model.eval()
         replies = generate(model, tokenizer, test, max_new_tokens=max_new_tokens)
-    score = get_metric("call")
-    rows = [{"gold": e.answer, "reply": r, "correct": score(r, [e.answer]) == 1.0,
+    rows = [{"gold": e.answer, "reply": r, "correct": is_correct(r, e.answer),
              "target": ast.unparse(c) if (c := first_call(r)) is not None else None} for e, r in zip(test, replies)]
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 _START = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\(")  # no space before "(": prose "(...)" is no call
 _OPEN, _CLOSE = "([{", ")]}"
-_MAX_SPAN = 4000  # a call longer than this is not an answer; bounds the scan on huge texts
+_MAX_SPAN = 4000  # a call longer than this is not an answer; with _MAX_TRIES, bounds the work on hostile texts
+_MAX_TRIES = 200  # call-shaped openings tried per text
 _URL = re.compile(r"^(?:(https?)://)?(?:www\.)?((?:[a-z0-9-]+\.)+[a-z]{2,})(:\d+)?(/[^\s?#]*)?([?#]\S*)?$", re.I)
 
 
@@ -63,8 +64,9 @@ def _span(text: str, match: re.Match) -> str | None:
 
 def calls_in(text: str) -> Iterator[ast.Call]:
     """Every call in ``text``, in reading order; an outer call comes before the calls nested in it."""
-    pos = 0
-    while (m := _START.search(text, pos)) is not None:
+    pos, tries = 0, 0
+    while tries < _MAX_TRIES and (m := _START.search(text, pos)) is not None:
+        tries += 1
         span = _span(text, m)
         try:
             tree = ast.parse(span, mode="eval") if span else None
@@ -90,8 +92,8 @@ def first_call(text: str) -> ast.Call | None:
 
 def call_closed(text: str) -> bool:
     """True once the first call opened in a text being generated is closed (decoding can stop there)."""
-    for m in _START.finditer(text):
-        span = _span(text, m)
+    for tries, m in enumerate(_START.finditer(text)):
+        span = _span(text, m) if tries < _MAX_TRIES else None
         if span is None:
             return False  # still open
         try:

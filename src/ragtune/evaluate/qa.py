@@ -59,7 +59,7 @@ class QASet:
         return replace(self, items=items[:n])
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise InputError(f"{path}: file not found; give a QA JSONL file or a SQuAD/APIBench-style folder")
     with path.open(encoding="utf-8") as f:
@@ -116,7 +116,7 @@ def load_jsonl(path: str | Path) -> QASet:
     choices (list: multiple choice), metric (a metric name, the same on every row that has one)."""
     path = Path(path)
     items = []
-    rows = list(_read_jsonl(path))
+    rows = list(read_jsonl(path))
     for n, row in rows:
         question, answers = row.get("question"), row.get("answers", row.get("answer"))
         if not isinstance(question, str) or not question.strip():
@@ -143,7 +143,7 @@ def load_jsonl(path: str | Path) -> QASet:
 
 def squad_documents(articles: Path) -> list[Document]:
     return [Document(source=f"{row['title']}#{i}", text=p, metadata={"title": row["title"], "paragraph_index": i})
-            for _, row in _read_jsonl(articles) for i, p in enumerate(row["paragraphs"])]
+            for _, row in read_jsonl(articles) for i, p in enumerate(row["paragraphs"])]
 
 
 def load_squad(folder: str | Path) -> QASet:
@@ -151,7 +151,7 @@ def load_squad(folder: str | Path) -> QASet:
     folder = Path(folder)
     items = [QAItem(str(r["id"]), r["question"], list(r.get("answers", [])),
                     [f"{r['title']}#{r['paragraph_index']}"], bool(r.get("is_impossible", False)),
-                    {"title": r["title"]}) for _, r in _read_jsonl(folder / "qa.jsonl")]
+                    {"title": r["title"]}) for _, r in read_jsonl(folder / "qa.jsonl")]
     return QASet(folder.name, items, squad_documents(folder / "articles.jsonl"), "f1",
                  metric_reason="SQuAD-style folder: token F1, SQuAD's own metric")
 
@@ -177,7 +177,7 @@ def load_apibench(folder: str | Path) -> QASet:
     folder = Path(folder)
     docs: dict[str, Document] = {}
     by_key: dict[str, list[str]] = {}  # several records describe the same API (model URL); each is a document
-    for _, rec in _read_jsonl(folder / "api_docs.jsonl"):
+    for _, rec in read_jsonl(folder / "api_docs.jsonl"):
         key, text = api_doc_source(rec), api_doc_text(rec)
         if any(docs[s].text == text for s in by_key.get(key, [])):
             continue  # an exact duplicate record
@@ -186,7 +186,7 @@ def load_apibench(folder: str | Path) -> QASet:
         docs[source] = Document(source, text, {"api_name": rec.get("api_name", ""), "url": key})
     from ragtune.finetune.apibench import instruction_of, system_prompt
 
-    items, rows = [], list(_read_jsonl(folder / "eval.jsonl"))
+    items, rows = [], list(read_jsonl(folder / "eval.jsonl"))
     for n, row in rows:
         question = instruction_of(row.get("code", "")) if isinstance(row.get("code"), str) else None
         if not question or not isinstance(row.get("api_call"), str) or not row["api_call"].strip():
@@ -239,7 +239,7 @@ def split_ids(qa: QASet, train: str | Path | None) -> set[str]:
     from ragtune.finetune.apibench import instruction_of
 
     seen = set()
-    for _, row in _read_jsonl(Path(train)):
+    for _, row in read_jsonl(Path(train)):
         text = row.get("question") or row.get("prompt") or row.get("instruction") or ""
         if not text and isinstance(row.get("messages"), list):
             text = next((m.get("content", "") for m in row["messages"] if m.get("role") == "user"), "")

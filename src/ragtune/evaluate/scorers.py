@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from ragtune.evaluate.qa import QASet
 
 Metric = Callable[[str, Sequence[str]], float]
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+RAW = frozenset({"call", "json"})  # scored on the answer as written: "[1]" may be code or JSON, not a citation
+
+
+def strip_citations(text: str) -> str:
+    """Drop [n] markers: they are RAG's bookkeeping, not part of the answer being scored."""
+    return _CITATION.sub("", text).strip()
+
+
+def metric_score(answers: Sequence[str], text: str, metric: str) -> float:
+    """One answer's score under ``metric`` as `eval` and `score` compute it: citation markers removed first,
+    except for ``call`` and ``json``."""
+    return get_metric(metric)(text if metric in RAW else strip_citations(text), answers)
 
 
 def exact(prediction: str, answers: Sequence[str]) -> float:
@@ -99,7 +112,7 @@ def call(prediction: str, answers: Sequence[str]) -> float:
 
 
 _LETTER = re.compile(r"\(?([A-Za-z])\)?[.):]?")
-_CHOSEN = (re.compile(r"^\W*([A-Z])\W*$"),  # the whole answer is one letter: "B", "(B)", "**B.**"
+_CHOSEN = (re.compile(r"^\W*([A-Za-z])\W*$"),  # the whole answer is one letter: "B", "(B)", "**B.**"
            re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?([A-Za-z])\b(?!['\w])", re.I),
            re.compile(r"^\W*\(?([A-Z])[).:]"),  # "B) Paris", "B. Paris", "(B) ..."
            re.compile(r"\(([A-Z])\)"))  # "... so (B)"
@@ -223,40 +236,52 @@ def _where(item: Any) -> str:
     return f"line {line}" if line is not None else f"id {item.id}"
 
 
-def gold_problems(qa: QASet, metric: str) -> list[str]:
-    """What would make the scores meaningless: empty or duplicated questions (the same question, gold sources
-    and answers twice, or an id twice), and gold answers that do not score 1 against themselves."""
-    fn, problems = get_metric(metric), []
-    seen_ids: set[str] = set()
-    seen_rows: dict[tuple, str] = {}
-    for item in qa.items:
+def _question_problems(items: Sequence[Any]) -> list[str]:
+    """Empty questions, an id twice, or the same question, gold sources and answers twice (it would count twice;
+    a question asked again with other gold answers or documents, as SQuAD does, is allowed)."""
+    problems, ids, rows = [], set(), {}
+    for item in items:
         where = _where(item)
+        row = (M.normalize(item.question), tuple(sorted(item.gold_sources)), tuple(sorted(item.answers)))
         if not item.question.strip():
             problems.append(f"{where}: the question is empty")
-        if item.id in seen_ids:
+        elif item.id in ids:
             problems.append(f"{where}: id '{item.id}' is used twice")
-        seen_ids.add(item.id)
-        row = (M.normalize(item.question), tuple(sorted(item.gold_sources)), tuple(sorted(item.answers)))
-        if row in seen_rows:
-            problems.append(f"{where}: the same question and answers as {seen_rows[row]}")
-        seen_rows.setdefault(row, where)
+        elif row in rows:
+            problems.append(f"{where}: the same question and answers as {rows[row]}")
+        ids.add(item.id)
+        rows.setdefault(row, where)
+    return problems
+
+
+def _answer_problems(items: Sequence[Any], metric: str) -> list[str]:
+    """Gold answers that do not score 1 against themselves (a regex gold: that does not compile)."""
+    problems = []
+    for item in items:
         for answer in [] if item.is_impossible else item.answers:
             try:
-                ok = _pattern(answer) is not None if metric == "regex" else fn(answer, [answer]) >= 1.0
+                ok = _pattern(answer) is not None if metric == "regex" else metric_score([answer], answer, metric) >= 1
             except InputError as e:
-                problems.append(f"{where}: {e}")
+                problems.append(f"{_where(item)}: {e}")
                 continue
             if not ok:
-                problems.append(f"{where}: gold answer {answer[:80]!r} does not score 1 against itself "
+                problems.append(f"{_where(item)}: gold answer {answer[:80]!r} does not score 1 against itself "
                                 f"under metric '{metric}'")
     return problems
 
 
-def check_gold(qa: QASet, metric: str | None = None) -> None:
+def gold_problems(qa: QASet, metric: str, questions: bool = True) -> list[str]:
+    """What would make the scores meaningless: gold answers that do not score 1 against themselves, and (with
+    ``questions``) empty or duplicated questions."""
+    get_metric(metric)
+    return (_question_problems(qa.items) if questions else []) + _answer_problems(qa.items, metric)
+
+
+def check_gold(qa: QASet, metric: str | None = None, questions: bool = True) -> None:
     """Raise InputError naming the lines (or ids) whose questions or gold answers cannot be scored, before any
     model runs. A regex gold is checked to compile (a pattern need not match its own text)."""
     metric = metric or qa.metric
-    problems = gold_problems(qa, metric)
+    problems = gold_problems(qa, metric, questions)
     if problems:
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise InputError(f"{qa.name}: {len(problems)} problem(s) in the QA set under metric '{metric}': "

@@ -6,18 +6,17 @@ Every answer gets the text scores (em, f1, contains, rouge_l) and the QA set's m
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QAItem
-from ragtune.evaluate.scorers import get_metric
+from ragtune.evaluate.scorers import metric_score, strip_citations
 
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+__all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "score", "strip_citations", "summarise"]
+
 TEXT_SCORES = ("em", "f1", "contains", "rouge_l")  # reported for every QA set, whatever its metric
 _KEYS = {"normalized": "em"}  # a metric stored under the key it had before it was named
 _ALIASES = {"call": ("api_match",)}  # older results.json keys kept beside the metric's own
-RAW = frozenset({"call", "json"})  # scored on the answer as written: "[1]" may be code or JSON, not a citation
 
 
 def headline_key(metric: str) -> str:
@@ -28,11 +27,6 @@ def headline_key(metric: str) -> str:
 def ci_metrics(metric: str) -> tuple[str, ...]:
     """The score keys averaged (with bootstrap CIs) for a QA set scored with ``metric``."""
     return tuple(dict.fromkeys((headline_key(metric), *_ALIASES.get(metric, ()), *TEXT_SCORES)))
-
-
-def strip_citations(text: str) -> str:
-    """Drop [n] markers: they are RAG's bookkeeping, not part of the answer being scored."""
-    return _CITATION.sub("", text).strip()
 
 
 def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], metric: str,
@@ -62,7 +56,7 @@ def quality(answers: list[str], text: str, metric: str, declined: bool | None = 
          "rouge_l": M.rouge_l(clean, answers)}
     key = headline_key(metric)
     if key not in s:
-        s[key] = get_metric(metric)(text if metric in RAW else clean, answers)
+        s[key] = metric_score(answers, text, metric)
     s.update({alias: s[key] for alias in keys if alias not in s})
     return s
 
