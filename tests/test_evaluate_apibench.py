@@ -129,3 +129,23 @@ def test_bench_and_eval_agree_on_one_answer():
         in_eval = score(QAItem("1", "q", [gold]), reply, False, [], "call")["call"]
         assert bench.is_correct(reply, gold) == (in_eval == 1.0) == bool(expected)
         assert get_metric("call")(reply, [gold]) == expected
+
+
+def test_freshness_facts_for_a_call_set(torchhub_folder):
+    import random
+
+    from ragtune.evaluate.calls import call_score, callee, first_call
+    from ragtune.evaluate.freshness import changed_facts, mutate, new_facts
+
+    qa = load_qa(torchhub_folder)
+    gold = qa.items[0].answers[0]
+    changed = mutate(gold, random.Random(0))
+    assert callee(first_call(changed)) == "torch.hub.load" and call_score(changed, gold) == 0.0
+    items, docs = new_facts(qa, 2)
+    assert items[0].answers == ["torch.hub.load(repo_or_dir='ragtune-fresh/counting-model-0', model='resnet50', "
+                                "pretrained=True)"]
+    assert items[0].answers[0] in docs[0].text
+    check_gold(qa.__class__("fresh", items))
+    items, docs, stale = changed_facts(qa, 3, seed=0)
+    assert len(items) == 3 and all(it.answers[0] in d.text for it, d in zip(items, docs))
+    assert all(call_score(it.answers[0], old) == 0.0 for it, old in zip(items, stale))

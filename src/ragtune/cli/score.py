@@ -74,7 +74,8 @@ def score_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{predictions.name}: metric {name} ({reason})")
+    typer.echo(f"metric: {name} ({reason})")
+    table = Table()
     for col in ("line", name, "question", "prediction"):
         table.add_column(col, justify="right" if col in ("line", name) else "left", overflow="ellipsis",
                          no_wrap=True, max_width=None if col in ("line", name) else 40)
