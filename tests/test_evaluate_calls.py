@@ -4,8 +4,15 @@ import ast
 
 import pytest
 
-from ragtune.evaluate.calls import (call_closed, call_score, callee, calls_in, canonical_string, first_call,
-                                    string_arguments)
+from ragtune.evaluate.calls import (
+    call_closed,
+    call_score,
+    callee,
+    calls_in,
+    canonical_string,
+    first_call,
+    string_arguments,
+)
 
 TORCH = "torch.hub.load(repo_or_dir='pytorch/vision', model='resnet50', pretrained=True)"
 

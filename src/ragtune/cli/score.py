@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -59,7 +58,7 @@ def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Ro
 
 def score_command(
     predictions: Path = typer.Argument(..., help="JSONL rows with question, answers (gold list) and prediction"),
-    metric: Optional[str] = typer.Option(None, "--metric", help="exact, normalized, contains, f1, rouge_l, regex, "
+    metric: str | None = typer.Option(None, "--metric", help="exact, normalized, contains, f1, rouge_l, regex, "
                                          "json, call, choice or package.module:function (default: inferred)"),
     as_json: bool = typer.Option(False, "--json", help='print {"metric", "n", "mean", "scores"} only'),
 ) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any, Iterator
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from typing import Any
 
 _START = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\(")  # no space before "(": prose "(...)" is no call
 _OPEN, _CLOSE = "([{", ")]}"
@@ -68,15 +68,19 @@ def calls_in(text: str) -> Iterator[ast.Call]:
     while tries < _MAX_TRIES and (m := _START.search(text, pos)) is not None:
         tries += 1
         span = _span(text, m)
-        try:
-            tree = ast.parse(span, mode="eval") if span else None
-        except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
-            tree = None
-        if tree is None:
-            pos = m.end()  # not a call (e.g. "if (" or prose in parentheses): look further
+        tree = _parse(span) if span else None
+        if span is None or tree is None:
+            pos = m.end()  # unclosed, or not a call (e.g. "if("): look further
             continue
-        yield from (n for n in _preorder(tree.body) if isinstance(n, ast.Call))
+        yield from (n for n in _preorder(tree) if isinstance(n, ast.Call))
         pos = m.start() + len(span)
+
+
+def _parse(span: str) -> ast.expr | None:
+    try:
+        return ast.parse(span, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
+        return None
 
 
 def _preorder(node: ast.AST) -> Iterator[ast.AST]:
@@ -96,11 +100,8 @@ def call_closed(text: str) -> bool:
         span = _span(text, m) if tries < _MAX_TRIES else None
         if span is None:
             return False  # still open
-        try:
-            ast.parse(span, mode="eval")
+        if _parse(span) is not None:
             return True
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
     return False
 
 

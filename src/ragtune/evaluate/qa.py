@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ragtune.errors import InputError
 from ragtune.evaluate.scorers import get_metric, infer_metric
@@ -41,7 +42,7 @@ class QASet:
     system: str | None = None  # the task's instruction for closed-book prompts (what a fine-tuned model saw)
     metric_reason: str = ""  # why that metric: declared by the file, the folder format, --metric, or inferred
 
-    def split(self, name: str | None) -> "QASet":
+    def split(self, name: str | None) -> QASet:
         """Only the items of one split (e.g. "test" of APIBench); all when name is None."""
         if name is None:
             return self
@@ -50,7 +51,7 @@ class QASet:
             raise InputError(f"QA set '{self.name}' has no items in split '{name}'")
         return replace(self, items=items)
 
-    def subset(self, n: int | None, seed: int = 0) -> "QASet":
+    def subset(self, n: int | None, seed: int = 0) -> QASet:
         """The first n items of a seeded shuffle (all when n is None)."""
         if n is None or n >= len(self.items):
             return self

@@ -16,7 +16,8 @@ import importlib
 import inspect
 import json
 import re
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import InputError
 from ragtune.evaluate import metrics as M
@@ -239,7 +240,9 @@ def _where(item: Any) -> str:
 def _question_problems(items: Sequence[Any]) -> list[str]:
     """Empty questions, an id twice, or the same question, gold sources and answers twice (it would count twice;
     a question asked again with other gold answers or documents, as SQuAD does, is allowed)."""
-    problems, ids, rows = [], set(), {}
+    problems: list[str] = []
+    ids: set[str] = set()
+    rows: dict[tuple, str] = {}
     for item in items:
         where = _where(item)
         row = (M.normalize(item.question), tuple(sorted(item.gold_sources)), tuple(sorted(item.answers)))

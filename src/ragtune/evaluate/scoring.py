@@ -6,7 +6,8 @@ Every answer gets the text scores (em, f1, contains, rouge_l) and the QA set's m
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QAItem
@@ -35,7 +36,8 @@ def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], met
     With a judge (a Generator), ``judge_grounded`` holds its verdict on answers given with passages."""
     clean = strip_citations(text)
     declined = M.is_abstention(clean, abstained)
-    s = quality(item.answers, "" if abstained else text, metric, declined if item.is_impossible else None)
+    s: dict[str, Any] = quality(item.answers, "" if abstained else text, metric,
+                                declined if item.is_impossible else None)
     s["abstained"] = declined
     s["groundedness"] = M.groundedness(clean, passages) if passages and not declined else None
     if judge is not None and passages and not declined:
