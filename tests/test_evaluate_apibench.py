@@ -5,13 +5,14 @@ loads, passes the gold-vs-gold check and is scored end to end with the ``call`` 
 import json
 
 import pytest
+from test_evaluate_runner import MemoryKB  # the same in-memory retriever as the runner's tests
 
 from ragtune.config import Settings
 from ragtune.evaluate.qa import api_doc_source, load_qa
 from ragtune.evaluate.runner import evaluate
 from ragtune.evaluate.scorers import check_gold, get_metric
 from ragtune.finetune.apibench import load_apibench
-from ragtune.types import Answer, Hit
+from ragtune.types import Answer
 
 MODELS = [  # (repo, model, what it does): a hidden set of this shape must work as well as tfhub-apibench
     ("pytorch/vision", "resnet50", "classify photos of animals into a thousand classes"),
@@ -69,19 +70,6 @@ def test_api_doc_source_is_generic():
     assert api_doc_source({"api_call": "pipeline('fill-mask', model='bert-base-uncased')"}) == \
         "fill-mask/bert-base-uncased"
     assert api_doc_source({"api_call": "load_model()", "api_name": "thing"}) == "thing"
-
-
-class MemoryKB:
-    def __init__(self):
-        self.docs = {}
-
-    def add_documents(self, docs):
-        self.docs.update({d.source: d.text for d in docs})
-
-    def search(self, query, k=5, where=None):
-        words = set(query.lower().split())
-        ranked = sorted(self.docs.items(), key=lambda kv: (-len(words & set(kv[1].lower().split())), kv[0]))
-        return [Hit(text=t, source=s, score=1.0) for s, t in ranked[:k]]
 
 
 class CallWriter:
