@@ -75,6 +75,12 @@ def test_calls_in_reading_order_outer_first():
      "hub.load('https://tfhub.dev/google/yamnet/1')", 1.0),
     ("I would use yamnet.", "hub.load('https://tfhub.dev/google/yamnet/1')", 0.0),  # no call found
     ("hub.load('x')", "not a call", 0.0),
+    # an answer cut by the length cap: brackets are closed, a value cut off is not guessed
+    ("model = hub.load('https://tfhub.dev/google/yamnet/1'", "hub.load('https://tfhub.dev/google/yamnet/1')", 1.0),
+    ("tf.keras.Sequential([hub.KerasLayer('https://tfhub.dev/m/4'", "tf.keras.Sequential([hub.KerasLayer("
+     "'https://tfhub.dev/m/4')])", 1.0),
+    ("hub.load('https://tfhub.dev/google/yamnet/1", "hub.load('https://tfhub.dev/google/yamnet/1')", 0.0),
+    ("hub.KerasLayer('https://tfhub.dev/m/4',", "hub.KerasLayer('https://tfhub.dev/m/4', trainable=False)", 0.0),
     ("f(**opts)", "f(**opts)", 1.0),
 ])
 def test_call_score_by_hand(prediction, gold, expected):

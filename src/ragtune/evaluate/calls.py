@@ -24,9 +24,12 @@ _MAX_TRIES = 200  # call-shaped openings tried per text
 _URL = re.compile(r"^(?:(https?)://)?(?:www\.)?((?:[a-z0-9-]+\.)+[a-z]{2,})(:\d+)?(/[^\s?#]*)?([?#]\S*)?$", re.I)
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the bracket closing the one at ``start`` (quotes and escapes respected), or None."""
-    depth, quote, i, end = 0, "", start, min(len(text), start + _MAX_SPAN)
+def _scan(text: str, start: int) -> tuple[int | None, str]:
+    """Index just past the bracket closing the one at ``start`` (quotes and escapes respected), or None and the
+    brackets that would close what is open when the text ends first ("" if a string is open: a value cut off
+    is not guessed; "" too when the window ends before the text)."""
+    closers: list[str] = []
+    quote, i, end = "", start, min(len(text), start + _MAX_SPAN)
     while i < end:
         ch = text[i]
         if quote:
@@ -39,27 +42,28 @@ def _balanced_end(text: str, start: int) -> int | None:
             quote = ch * 3 if text.startswith(ch * 3, i) else ch
             i += len(quote) - 1
         elif ch in _OPEN:
-            depth += 1
+            closers.append(_CLOSE[_OPEN.index(ch)])
         elif ch in _CLOSE:
-            depth -= 1
-            if depth == 0:
-                return i + 1
+            closers.pop()
+            if not closers:
+                return i + 1, ""
         i += 1
-    return None
+    return None, "".join(reversed(closers)) if end == len(text) and not quote else ""
 
 
-def _span(text: str, match: re.Match) -> str | None:
-    """The call starting at ``match`` with its trailers (``.c(...)``, ``[0]``, ``(...)``) as one expression."""
-    end = _balanced_end(text, match.end() - 1)
-    while end is not None:
-        trailer = re.match(r"\s*(?:\.\s*[A-Za-z_]\w*\s*)?[(\[]", text[end:])
-        if not trailer:
-            break
-        nxt = _balanced_end(text, end + trailer.end() - 1)
+def _span(text: str, match: re.Match, complete: bool = False) -> str | None:
+    """The call starting at ``match`` with its trailers (``.c(...)``, ``[0]``, ``(...)``) as one expression.
+    ``complete``: a call the text ends inside (an answer cut by the length cap) gets its brackets closed; it
+    still scores only if every gold argument is there in full."""
+    end, closers = _scan(text, match.end() - 1)
+    if end is None:
+        return text[match.start():].rstrip() + closers if complete and closers else None
+    while (trailer := re.match(r"\s*(?:\.\s*[A-Za-z_]\w*\s*)?[(\[]", text[end:])) is not None:
+        nxt, _ = _scan(text, end + trailer.end() - 1)
         if nxt is None:
             break
         end = nxt
-    return None if end is None else text[match.start():end]
+    return text[match.start():end]
 
 
 def calls_in(text: str) -> Iterator[ast.Call]:
@@ -67,7 +71,7 @@ def calls_in(text: str) -> Iterator[ast.Call]:
     pos, tries = 0, 0
     while tries < _MAX_TRIES and (m := _START.search(text, pos)) is not None:
         tries += 1
-        span = _span(text, m)
+        span = _span(text, m, complete=True)
         tree = _parse(span) if span else None
         if span is None or tree is None:
             pos = m.end()  # unclosed, or not a call (e.g. "if("): look further
