@@ -25,7 +25,7 @@ class Section(BaseModel):
 
 
 class ChunkingSettings(Section):
-    chunk_tokens: int = 256  # counted with the embedder's tokenizer
+    chunk_tokens: int = 256  # counted with the embedder's tokenizer (an endpoint's: with all-MiniLM-L6-v2's)
     overlap_tokens: int = 32
 
 

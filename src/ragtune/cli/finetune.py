@@ -72,9 +72,9 @@ def _print_check(report) -> None:
 def finetune_cmd(
     dataset: Path = typer.Argument(..., help="JSONL/CSV (messages, prompt/completion or question/answer) "
                                    "or .txt/.md documents"),
-    model: str = typer.Option("smollm2", "--model", "-m", help="alias (smollm2, gemma3-270m), HF folder, "
-                              ".gguf or adapter folder"),
-    method: str = typer.Option("lora", "--method", help="lora or full"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="alias (smollm2, gemma3-270m), HF folder, "
+                                        ".gguf or adapter folder (default: generator.model)"),
+    method: Optional[str] = typer.Option(None, "--method", help="lora or full (default: finetune.method)"),
     out: Path = typer.Option(Path("runs/ft"), "--out", "-o", help="output folder"),
     validation: Optional[Path] = typer.Option(None, "--validation", help="validation file (default: a seeded "
                                               "split of DATASET)"),
@@ -96,8 +96,12 @@ def finetune_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
 ) -> None:
     """Fine-tune a model (LoRA by default) and write an adapter folder that --model accepts everywhere."""
+    from ragtune.config import load_settings
     from ragtune.finetune.train import FineTuner
 
+    settings = load_settings()  # ragtune.toml and RAGTUNE_* decide whatever a flag does not
+    model = model or settings.generator.model
+    method = method or settings.finetune.method
     overrides = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
                                        batch_size=batch_size, gradient_accumulation=gradient_accumulation,
                                        max_seq_tokens=max_seq_tokens, lora_r=lora_r, eval_every=eval_every,
@@ -107,7 +111,8 @@ def finetune_cmd(
         from ragtune.errors import ConfigError
 
         raise ConfigError(f"--method {method}: unknown; use lora or full")
-    result = FineTuner(model, method=method, device=device, **overrides).fit(dataset, validation, out, resume)
+    result = FineTuner(model, method=method, settings=settings.finetune, device=device,
+                       **overrides).fit(dataset, validation, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
     if as_json:

@@ -13,16 +13,16 @@ from typing import Any
 from ragtune.evaluate.qa import QAItem
 
 
-def answer_setup(settings: Any, variant: str, system: str | None = None) -> str:
+def answer_setup(settings: Any, retrieval: bool, system: str | None = None) -> str:
     """A short hash of what shapes a variant's answers besides the model: generation settings and prompts, and
     for RAG variants the chunking, embedder, retrieval and context settings. A resumed run re-asks a question
     whose recorded answer was made under another setup instead of mixing the two."""
     from ragtune.models import prompts
 
     parts: dict[str, Any] = {
-        "generator": settings.generator.model_dump(include={"max_new_tokens", "temperature", "optimize"}),
+        "generator": settings.generator.model_dump(exclude={"model", "api_key_env", "device"}),  # model: logged apart
         "system": system, "prompts": [prompts.CLOSED_BOOK_SYSTEM]}
-    if "rag" in variant:
+    if retrieval:
         sections = ("chunking", "embedder", "retrieval", "rag")
         parts.update({name: getattr(settings, name).model_dump() for name in sections}, prompts=[prompts.RAG_SYSTEM])
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]

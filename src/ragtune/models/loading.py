@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from ragtune.config import GeneratorSettings, Settings
 from ragtune.errors import ConfigError, ModelError
-from ragtune.models.prompts import FALLBACK_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
     from ragtune.models.generators import Generator
@@ -183,7 +182,7 @@ def _load_hf_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"model '{folder}': cannot be loaded as a causal language model "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    _ensure_chat_template(tokenizer)
+    ensure_chat_template(tokenizer)
     return model.to(device).eval(), tokenizer
 
 
@@ -197,7 +196,7 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
-        _ensure_chat_template(tokenizer)
+        ensure_chat_template(tokenizer)
     try:
         model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
@@ -206,8 +205,21 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
     return model.eval(), tokenizer
 
 
-def _ensure_chat_template(tokenizer: Any) -> None:
-    # Base models (Gemma 3 270M) have no chat template; a plain "User:/Assistant:" one keeps prompts uniform.
+# The one chat template for models that have none (Gemma 3 270M base): plain turns a base model continues naturally.
+# Used alike by generation, `data check` and training (which saves it with the adapter's tokenizer); the answer
+# ends with the end-of-sequence token so that a fine-tuned model learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n\n"
+    "{% else %}Assistant: {{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any) -> None:
+    """Give a template-less tokenizer the fallback chat template, and a pad token."""
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
