@@ -101,6 +101,15 @@ class FinetuneSettings(Section):
     overfit_ratio: float = 1.25  # warn when validation loss ends this many times above its best, or the gap is this wide
 
 
+class RaftSettings(Section):
+    """RAFT (`ragtune finetune --raft`): train on the RAG prompt, the gold passage among hard distractors."""
+
+    distractors: int = Field(4, ge=0)  # retrieved passages that do not hold the answer, per training prompt
+    gold_share: float = Field(0.8, ge=0.0, le=1.0)  # share of prompts with the gold passage (RAFT's P)
+    reasoning: bool = False  # the target quotes the supporting sentence before the answer
+    candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
+
+
 class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -124,6 +133,7 @@ class Settings(Section):
     generator: GeneratorSettings = GeneratorSettings()
     rag: RagSettings = RagSettings()
     finetune: FinetuneSettings = FinetuneSettings()
+    raft: RaftSettings = RaftSettings()
     serve: ServeSettings = ServeSettings()
 
 

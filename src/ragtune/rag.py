@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError
@@ -53,11 +53,13 @@ class RAG:
     """
 
     def __init__(self, retriever: Retriever | None = None, generator: Generator | None = None,
-                 settings: Settings | None = None, *, instruction: str | None = None) -> None:
+                 settings: Settings | None = None, *, instruction: str | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.retriever = retriever
         self.settings = settings or getattr(retriever, "settings", None) or load_settings()
         self.instruction = instruction
         self._generator = generator
+        self._count_tokens = count_tokens  # None: the generator's tokenizer (RAFT passes the trained model's)
 
     @property
     def kb(self) -> Retriever | None:
@@ -90,6 +92,11 @@ class RAG:
         hits = self.retriever.search(question, k=k or self.settings.retrieval.k, where=where)
         if not hits or not self._relevant(hits):
             return Prepared(question, hits=list(hits), abstained=True)
+        return self.build(question, hits)
+
+    def build(self, question: str, hits: list[Hit]) -> Prepared:
+        """The prompt for these passages, compressed and fitted as configured. RAFT builds its training prompts
+        here too, so that what a model is trained on is byte for byte what it is shown when answering."""
         if self.settings.rag.context_sentences:
             hits = compress(question, hits, getattr(self.retriever, "embedder", None),
                             self.settings.rag.context_sentences)
@@ -137,7 +144,7 @@ class RAG:
     def _fit_context(self, hits: list[Hit]) -> list[Hit]:
         """Keep passages in rank order while they fit ``rag.max_context_tokens``; the first one always goes in."""
         budget = self.settings.rag.max_context_tokens
-        count = getattr(self.generator, "count_tokens", None) or _estimate_tokens  # endpoints: estimate
+        count = self._count_tokens or getattr(self.generator, "count_tokens", None) or estimate_tokens  # endpoints
         kept: list[Hit] = []
         used = 0
         for hit in hits:
@@ -204,5 +211,6 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
             for _, n, h in sorted(chosen, key=lambda t: t[1])]
 
 
-def _estimate_tokens(text: str) -> int:
+def estimate_tokens(text: str) -> int:
+    """A token count without a tokenizer (for endpoints)."""
     return len(text) // 4 + 1  # about four characters per token for English

@@ -142,7 +142,6 @@ def to_toml(data: dict[str, Any]) -> str:
 
 
 def _save_overrides(path: Path, overrides: dict[str, str]) -> None:
-    import os
     import tomllib
 
     from ragtune.config import Settings
@@ -154,10 +153,9 @@ def _save_overrides(path: Path, overrides: dict[str, str]) -> None:
     # Store typed values: validate through Settings, then keep only the keys the file names.
     typed = Settings.model_validate(current).model_dump(mode="json")  # already validated by load_settings
     text = to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from ragtune.atomic import atomic_write
+
+    atomic_write(path, text)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ragtune.atomic import atomic_write
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -152,10 +152,4 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
 
 def write_report(out: Path, results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> Path:
     """Write out/index.html atomically and return its path."""
-    path = Path(out) / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render(results, per_variant, ranked))
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(out) / "index.html", render(results, per_variant, ranked))

@@ -14,12 +14,12 @@ de-duplicated (normalised question text, then near-duplicates).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ragtune.atomic import atomic_write
 from ragtune.config import ChunkingSettings, load_settings
 from ragtune.errors import InputError
 from ragtune.finetune.check import near_duplicate_pairs, normalise
@@ -162,11 +162,5 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: st
 
 def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:
     """JSONL (question, answer, source, chunk_id, chunk_text, kind), written atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write(out, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
     return out

@@ -1,0 +1,110 @@
+"""RAFT (Zhang et al. 2024): fine-tune on the RAG prompt itself — the gold passage among hard distractors.
+
+For each question ragtune's own retriever supplies the distractors: the best-ranked passages that do not hold the
+answer. With probability ``gold_share`` the gold passage joins them at a random position and the target cites it
+as ``[n]``; otherwise the prompt holds distractors only and the target is still the gold answer (RAFT's setting
+that teaches the model to fall back on what it knows). Prompts are built by `RAG.build`, the function that builds
+them at answer time, so training and inference see the same bytes for the same passages.
+
+    examples, stats = raft_examples(load_examples("qa.jsonl"), KnowledgeBase("kb"), settings)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from ragtune.config import RaftSettings, Settings
+from ragtune.evaluate.metrics import normalize
+from ragtune.finetune.data import Example
+from ragtune.rag import RAG, Retriever, estimate_tokens
+from ragtune.types import Hit
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class RaftStats:
+    """What the data builder found; written beside the adapter and printed by the CLI."""
+
+    examples: int = 0
+    gold_found: int = 0  # examples with a gold passage (by their source, or a retrieved passage holding the answer)
+    gold_by_source: int = 0
+    gold_in_prompt: int = 0
+    distractors: int = 0  # distractor passages over all prompts
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def holds_answer(text: str, answer: str) -> bool:
+    """The passage contains the answer (normalised as SQuAD does, whole tokens)."""
+    gold = normalize(answer)
+    return bool(gold) and f" {gold} " in f" {normalize(text)} "
+
+
+def question_of(example: Example) -> tuple[str, str | None]:
+    """The example's question (its last user turn) and its task instruction (its system turn, if any)."""
+    user = next((m["content"] for m in reversed(example.messages[:-1]) if m["role"] == "user"), "")
+    system = next((m["content"] for m in example.messages if m["role"] == "system"), None)
+    return user, system
+
+
+def find_gold(example: Example, question: str, retriever: Retriever, candidates: int) -> tuple[Hit | None, list[Hit]]:
+    """The gold passage (the example's source when given, else a retrieved passage holding the answer) and the
+    ranked candidates it was looked for in."""
+    hits = retriever.search(question, k=candidates)
+    answer = example.answer
+    if example.gold_source:
+        same = [h for h in hits if h.source == example.gold_source]
+        if not same:  # not among the candidates: the gold source's best passage for this question
+            same = retriever.search(question, k=3, where={"source": example.gold_source})
+        if same:
+            return next((h for h in same if holds_answer(h.text, answer)), same[0]), hits
+    return next((h for h in hits if holds_answer(h.text, answer)), None), hits
+
+
+def raft_examples(examples: list[Example], retriever: Retriever, settings: Settings,
+                  count_tokens: Callable[[str], int] | None = None, seed: int = 0
+                  ) -> tuple[list[Example], RaftStats]:
+    """RAFT training examples from question/answer examples; seeded, so a resumed run rebuilds the same data."""
+    opts: RaftSettings = settings.raft
+    rng = random.Random(seed)
+    stats = RaftStats()
+    out = []
+    for example in examples:
+        question, instruction = question_of(example)
+        gold, hits = find_gold(example, question, retriever, max(opts.candidates, opts.distractors + 1))
+        gold_source = gold.source if gold else example.gold_source
+        distractors = [h for h in hits if h.source != gold_source and not holds_answer(h.text, example.answer)]
+        passages = distractors[:opts.distractors]
+        with_gold = gold is not None and rng.random() < opts.gold_share
+        if with_gold:
+            passages.insert(rng.randrange(len(passages) + 1), gold)
+        # the trained model's tokenizer fits the passages as at answer time; never load a generator here
+        rag = RAG(retriever, None, settings, instruction=instruction, count_tokens=count_tokens or estimate_tokens)
+        prepared = rag.build(question, passages)
+        n = next((i for i, h in enumerate(prepared.hits, 1) if with_gold and h.source == gold_source), None)
+        target = _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts.reasoning)
+        out.append(Example(messages=prepared.messages + [{"role": "assistant", "content": target}],
+                           source=example.source, line=example.line, gold_source=gold_source))
+        stats.examples += 1
+        stats.gold_found += gold is not None
+        stats.gold_by_source += gold is not None and gold.source == example.gold_source
+        stats.gold_in_prompt += n is not None
+        stats.distractors += len(prepared.hits) - (n is not None)
+    return out, stats
+
+
+def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) -> str:
+    """The answer, citing the gold passage when it is in the prompt; with ``reasoning`` the supporting sentence
+    is quoted first (RAFT's chain-of-thought answers)."""
+    if n is None:
+        return answer
+    if not reasoning or gold_text is None:
+        return f"{answer} [{n}]"
+    sentences = [s for s in _SENTENCE.split(gold_text) if holds_answer(s, answer)]
+    quote = sentences[0].strip() if sentences else ""
+    return f'[{n}] says: "{quote}"\nAnswer: {answer} [{n}]' if quote else f"{answer} [{n}]"
