@@ -91,6 +91,15 @@ def finetune_cmd(
     seed: Optional[int] = typer.Option(None, "--seed"),
     merge: Optional[bool] = typer.Option(None, "--merge/--no-merge", help="also write merged/ (a plain HF "
                                          "folder)"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="knowledge base for --raft (its passages go in the prompts)"),
+    raft: bool = typer.Option(False, "--raft", help="RAFT: train on RAG prompts, the gold passage among "
+                              "distractors retrieved from --kb"),
+    distractors: Optional[int] = typer.Option(None, "--distractors", help="distractor passages per prompt "
+                                              "(default: raft.distractors)"),
+    gold_share: Optional[float] = typer.Option(None, "--gold-share", help="share of prompts holding the gold "
+                                               "passage (default: raft.gold_share)"),
+    reasoning: Optional[bool] = typer.Option(None, "--reasoning/--no-reasoning", help="quote the supporting "
+                                             "sentence before the answer"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
@@ -99,7 +108,8 @@ def finetune_cmd(
     from ragtune.config import load_settings
     from ragtune.finetune.train import FineTuner
 
-    settings = load_settings()  # ragtune.toml and RAGTUNE_* decide whatever a flag does not
+    settings = load_settings(kb, {"raft.distractors": distractors, "raft.gold_share": gold_share,
+                                  "raft.reasoning": reasoning})  # ragtune.toml and RAGTUNE_* decide the rest
     model = model or settings.generator.model
     method = method or settings.finetune.method
     overrides = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
@@ -111,8 +121,13 @@ def finetune_cmd(
         from ragtune.errors import ConfigError
 
         raise ConfigError(f"--method {method}: unknown; use lora or full")
+    train: Path | list = dataset
+    if raft:
+        from ragtune.finetune.raft import raft_dataset
+
+        train, validation = raft_dataset(dataset, validation, kb, model, settings, out)
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,
-                       **overrides).fit(dataset, validation, out, resume)
+                       **overrides).fit(train, validation, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
     if as_json:

@@ -110,14 +110,14 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
     v, qa = results["variants"], results["qa"]
     metric_cols = (["api_match"] if qa["metric"] == "api" else []) + ["em", "f1", "contains", "rouge_l"]
     rows = [[n] + [s.get(m) for m in metric_cols] + [_ci(s["ci"]["score"]), s.get("groundedness"),
-            s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
+            s.get("self_cited"), s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
             for n, s in v.items()]
     parts = [f"<h1>ragtune evaluation: {html.escape(qa['name'])}</h1>",
              f"<p>{qa['n']} questions, metric <b>{results['headline']}</b>, base model "
              f"<code>{html.escape(str(results['models']['base']))}</code>, fine-tuned "
              f"<code>{html.escape(str(results['models']['finetuned']))}</code>. Best: <b>{_fmt(results.get('best'))}</b>"
              f"{'; tied with ' + ', '.join(results['tied_with_best']) if results.get('tied_with_best') else ''}.</p>",
-             "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "abstained",
+             "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "self-cited", "abstained",
                                                                       "p50 s", "p95 s", "peak MiB"], rows),
              plots.get("quality", ""),
              "<h3>Pairwise (paired bootstrap; a tie when the CI of the difference contains 0)</h3>",

@@ -27,6 +27,7 @@ from ragtune.evaluate.resources import max_rss_mb, measure
 from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model, model_name
+from ragtune.types import Answer
 
 RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
 KBFactory = Callable[[Path, Settings, Any], Any]  # (folder, settings, embedder or None) -> KnowledgeBase
@@ -134,10 +135,18 @@ def ask_one(run: EvalRun, answerer: Answerer, variant: str, item: QAItem, setup_
            "id": item.id, "question": item.question, "answers": item.answers, "is_impossible": item.is_impossible,
            "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
            "seen": (item.id in run.seen) if run.seen else None,
-           "scores": score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
+           "scores": {**score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
+                      "self_cited": self_cited(answer, item)},
            "hits": [{"source": h.source, "text": h.text, "score": float(h.score)} for h in answer.hits]}
     run.log.append(rec)
     return rec
+
+
+def self_cited(answer: Answer, item: QAItem) -> float:
+    """1 when the model itself wrote a [n] naming a passage that holds the answer (a gold source, or a passage
+    containing a gold answer); citations ragtune inferred from shared words do not count."""
+    return float(any(not c.inferred and (c.source in item.gold_sources or M.contains(c.text, item.answers))
+                     for c in answer.citations))
 
 
 def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
@@ -160,6 +169,8 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     if todo:
         run.log.record_usage(variant, name, summary["peak_rss_mb"], summary["seconds"])
     summary["resumed"] = len(records) - len(todo)
+    cited = [r["scores"].get("self_cited") for r in records if r["scores"].get("self_cited") is not None]
+    summary["self_cited"] = sum(cited) / len(cited) if cited else None
     if run.seen:
         summary["generalisation"] = generalisation(records, run.qa.metric)
     run.per_variant[variant] = records

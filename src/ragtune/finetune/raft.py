@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 from ragtune.config import RaftSettings, Settings
+from ragtune.errors import InputError
 from ragtune.evaluate.metrics import normalize
 from ragtune.finetune.data import Example
 from ragtune.rag import RAG, Retriever, estimate_tokens
@@ -108,3 +111,37 @@ def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) 
     sentences = [s for s in _SENTENCE.split(gold_text) if holds_answer(s, answer)]
     quote = sentences[0].strip() if sentences else ""
     return f'[{n}] says: "{quote}"\nAnswer: {answer} [{n}]' if quote else f"{answer} [{n}]"
+
+
+def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | Path | None, model: str,
+                 settings: Settings, out: str | Path) -> tuple[list[Example], list[Example] | None]:
+    """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file), built with the
+    knowledge base's retriever and counted with the model's tokenizer; ``out/raft.json`` records what was found."""
+    from ragtune.atomic import atomic_write_json
+    from ragtune.finetune.base import load_tokenizer
+    from ragtune.finetune.data import load_examples
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    if kb is None or not Path(kb).is_dir():
+        raise InputError(f"--raft needs --kb: a knowledge-base folder ({kb or 'none given'}); build one with "
+                         "`ragtune ingest DOCS --kb DIR`")
+    tokenizer = load_tokenizer(model)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    retriever = KnowledgeBase(Path(kb), settings=settings)
+    train, stats = raft_examples(load_examples(dataset), retriever, settings, count, seed=settings.finetune.seed)
+    val = None
+    if validation is not None:
+        val, _ = raft_examples(load_examples(validation), retriever, settings, count, seed=settings.finetune.seed + 1)
+    if stats.gold_found == 0:
+        raise InputError(f"{dataset}: no example's answer was found in a passage of {kb}; RAFT needs the "
+                         "documents that hold the answers (give each row a 'source', or ingest the documents)")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "raft.json", {"kb": str(kb), "settings": settings.raft.model_dump(),
+                                                 **stats.to_json()})
+    print(f"RAFT: {stats.gold_found} of {stats.examples} examples have a gold passage "
+          f"({stats.gold_by_source} by their source), {stats.gold_in_prompt} prompts hold it, "
+          f"{stats.distractors} distractors", file=sys.stderr)
+    return train, val
