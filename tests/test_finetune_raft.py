@@ -103,3 +103,37 @@ def test_a_task_instruction_rides_into_the_rag_system_prompt():
                             {"role": "assistant", "content": "basalt1"}], gold_source="doc1.txt")]
     out, _ = raft_examples(ex, WordKB(5), _settings(distractors=1, gold_share=1.0))
     assert out[0].messages[0]["content"].startswith("Answer with the code only.\nAnswer the question using only")
+
+
+def test_cli_finetune_raft_trains_on_rag_prompts_and_data_check_counts_gold(tiny_embedder_dir, tiny_lm_dir, tmp_path,
+                                                                            monkeypatch):
+    """`ragtune data check --kb` and `ragtune finetune --raft --kb` end to end, with tiny models built in code."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli.main import _register, app
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    _register()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGTUNE_EMBEDDER__MODEL", str(tiny_embedder_dir))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, word in enumerate(WORDS[:6]):
+        (docs / f"item{i}.txt").write_text(f"The code of item {i} is {word}. Item {i} is kept in hall {i % 2}.")
+    KnowledgeBase(tmp_path / "kb").add([docs])
+    rows = [{"question": f"What is the code of item {i}?", "answer": w} for i, w in enumerate(WORDS[:6])]
+    rows.append({"question": "What colour is the sky?", "answer": "blue"})  # no passage holds it
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    runner = CliRunner()
+    check = runner.invoke(app, ["data", "check", "qa.jsonl", "--kb", "kb", "--no-tokens", "--json"])
+    raft = json.loads(check.output)["stats"]["raft"]
+    assert (raft["with_gold_passage"], raft["by_answer_text"], raft["without"]) == (6, 6, ["qa.jsonl:7"])
+    result = runner.invoke(app, ["finetune", "qa.jsonl", "--raft", "--kb", "kb", "--model", str(tiny_lm_dir),
+                                 "--distractors", "2", "--gold-share", "1", "--max-steps", "1", "--out", "ft"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ft" / "raft.json").read_text())["gold_in_prompt"] == 6
+    assert (tmp_path / "ft" / "adapter_config.json").is_file()
+    no_kb = runner.invoke(app, ["finetune", "qa.jsonl", "--raft", "--model", str(tiny_lm_dir), "--out", "ft2"])
+    assert no_kb.exit_code != 0 and "--raft needs --kb" in str(no_kb.exception or no_kb.output)

@@ -16,7 +16,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ragtune.config import RaftSettings, Settings
 from ragtune.errors import InputError
@@ -145,3 +145,20 @@ def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | P
           f"({stats.gold_by_source} by their source), {stats.gold_in_prompt} prompts hold it, "
           f"{stats.distractors} distractors", file=sys.stderr)
     return train, val
+
+
+def gold_coverage(examples: list[Example], retriever: Retriever, settings: Settings) -> dict[str, Any]:
+    """`data check --kb`: how many examples have a gold passage in the knowledge base, and how it was found."""
+    found = by_source = 0
+    missing = []
+    for example in examples:
+        if example.text is not None:
+            continue
+        question, _ = question_of(example)
+        gold, _ = find_gold(example, question, retriever, settings.raft.candidates)
+        found += gold is not None
+        by_source += gold is not None and gold.source == example.gold_source
+        if gold is None:
+            missing.append(example.where())
+    return {"examples": len(examples), "with_gold_passage": found, "by_source": by_source,
+            "by_answer_text": found - by_source, "without": missing}
