@@ -19,9 +19,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `ragtune --help` does not pay for torch; each module imports heavy code lazily.
-    from ragtune.cli import ask, evaluate, finetune, kb, serve
+    from ragtune.cli import ask, choose, evaluate, finetune, kb, serve
 
-    for module in (kb, ask, finetune, evaluate, serve):
+    for module in (kb, ask, finetune, evaluate, choose, serve):
         module.register(app)
 
 

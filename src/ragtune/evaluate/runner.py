@@ -226,11 +226,18 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
     return finish(run, results, report)
 
 
-def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
-    """Compare the contestants, then write results.json and the HTML report."""
+def compare(run: EvalRun, results: dict[str, Any]) -> dict[str, Any]:
+    """Paired comparisons of the contestants, the best one and those tied with it, into ``results``."""
     results["comparisons"], results["best"], results["tied_with_best"] = _compare(run.per_variant, run.qa.metric,
                                                                                   run.seed)
     results["peak_rss_mb"] = max_rss_mb()
+    return results
+
+
+def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """Compare the contestants (unless done), then write results.json and the HTML report."""
+    if "comparisons" not in results:
+        compare(run, results)
     write_json(run.out / "results.json", results)
     if report:
         from ragtune.evaluate.report import write_report
