@@ -114,3 +114,17 @@ def test_killed_mid_run_resumes_without_redoing_finished_training(bakeoff):
     assert report.stat().st_mtime == stamp  # finished training was not redone
     assert "finetune: done earlier" in done.stderr
     assert len(json.loads((tmp / "killed" / "results.json").read_text())["variants"]) == 5
+
+
+def test_report_shows_the_verdict_and_how_it_was_chosen():
+    from ragtune.evaluate.report import _choice
+
+    results = {"advice": {"recommendation": "rag", "reasons": ["rag f1 0.4 vs base 0.1: a clear gain"]},
+               "choose": {"split": {"dev": 8, "test": 80, "seed": 0},
+                          "train_data": {"origin": "synthetic (extractive, from DOCS)", "examples": 90,
+                                         "synthetic": True, "dropped_as_test_questions": 1},
+                          "tune": {"why": "best RAG f1 on 8 dev questions", "chosen": {"retrieval.k": 3},
+                                   "trials": [{"k": 3, "context_sentences": 0, "score": 0.4, "latency_p50": 1.0}]}}}
+    page = "".join(_choice(results))
+    assert "Recommendation: rag" in page and "a clear gain" in page and "synthetic: questions generated" in page
+    assert "8 dev questions (tuning only)" in page and "<td class=l>3</td>" in page and "0.400" in page

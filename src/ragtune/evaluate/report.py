@@ -145,9 +145,35 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
                   _table(["variant", "fresh (all)", "changed: new fact", "changed: old fact", "new facts"],
                          [[n, s["fresh"], s["changed_fresh"], s["changed_stale"], s["new_facts"]]
                           for n, s in f["variants"].items()])]
+    parts += _choice(results)
     parts += ["<h2>Questions</h2>", _drilldown(per_variant, ranked)]
     return (f"<!doctype html><html><head><meta charset=utf-8><title>ragtune evaluation</title><style>{_CSS}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
+
+
+def _choice(results: dict) -> list[str]:
+    """`ragtune choose`: the verdict with its reasons, and what was chosen on the dev part and why."""
+    parts: list[str] = []
+    advice = results.get("advice")
+    if advice:
+        parts += [f"<h2>Recommendation: {html.escape(advice['recommendation'])}</h2><ul>"
+                  + "".join(f"<li>{html.escape(r)}</li>" for r in advice["reasons"]) + "</ul>"]
+    c = results.get("choose")
+    if not c:
+        return parts
+    data, split, tune = c.get("train_data", {}), c.get("split", {}), c.get("tune", {})
+    parts += ["<h2>How this was chosen</h2>",
+              f"<p>{split.get('dev', '?')} dev questions (tuning only) and {split.get('test', '?')} test questions "
+              f"(the scores above), split with seed {split.get('seed', 0)}. Training data: "
+              f"<b>{html.escape(str(data.get('origin', '?')))}</b>, {data.get('examples', '?')} examples"
+              f"{' (synthetic: questions generated from the documents)' if data.get('synthetic') else ''}; "
+              f"{data.get('dropped_as_test_questions', 0)} dropped for repeating a test question.</p>"]
+    if tune.get("trials"):
+        parts += [f"<p>{html.escape(tune.get('why', ''))}. Chosen: <code>{html.escape(str(tune.get('chosen')))}"
+                  "</code>, saved to the knowledge base's ragtune.toml.</p>",
+                  _table(["k", "context sentences", "dev score", "p50 s"],
+                         [[t["k"], t["context_sentences"], t["score"], t["latency_p50"]] for t in tune["trials"]])]
+    return parts
 
 
 def write_report(out: Path, results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> Path:
