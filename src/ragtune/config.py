@@ -117,6 +117,7 @@ class ChooseSettings(Section):
     dev_fraction: float = Field(0.15, gt=0.0, lt=0.5)  # share of the questions used to tune settings, never scored
     dev_min: int = Field(8, ge=1)
     dev_max: int = Field(16, ge=1)  # tuning asks every dev question once per candidate: keep it small
+    test_max: int = Field(100, ge=1)  # the verdict's questions (a seeded sample of the rest); raise for tighter CIs
     k: list[int] = [3, 5]  # retrieval.k candidates
     context_sentences: list[int] = [0, 3]  # rag.context_sentences candidates (0 = whole passages)
     synth_per_chunk: int = Field(2, ge=1)  # synthesised training pairs per chunk when no training set is given

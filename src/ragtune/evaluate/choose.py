@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +48,11 @@ def split_questions(qa: QASet, settings: Settings) -> Split:
     if {"test"} <= declared:
         by = {name: [it for it in qa.items if it.metadata.get("split") == name] for name in declared}
         dev = by.get("validation") or by.get("dev") or []
-        return Split(dev[:c.dev_max], by["test"], by.get("train", []))
+        return Split(dev[:c.dev_max], by["test"][:c.test_max], by.get("train", []))
     items = list(qa.items)
     random.Random(c.seed).shuffle(items)
     n_dev = min(max(round(len(items) * c.dev_fraction), c.dev_min), c.dev_max, len(items) // 3)
-    return Split(items[:n_dev], items[n_dev:])
+    return Split(items[:n_dev], items[n_dev:][:c.test_max])
 
 
 def answer_cap(items: list[QAItem]) -> int:
@@ -112,7 +113,10 @@ class Choice:
                 self.say(f"[{i}/{len(STAGES)}] {stage}: done earlier, skipped")
                 continue
             self.say(f"[{i}/{len(STAGES)}] {stage}")
+            started = time.perf_counter()
             getattr(self, f"stage_{stage}")()
+            self.state[stage]["seconds"] = round(time.perf_counter() - started, 1)
+            atomic_write_json(self.state_path, self.state)
         return json.loads((self.out / "results.json").read_text())
 
     # -- stages -----------------------------------------------------------------------------------------------
@@ -162,7 +166,9 @@ class Choice:
         self.split = split_questions(self.qa, self.settings)
         if not self.split.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
-        self._done("split", dev=len(self.split.dev), test=len(self.split.test), seed=self.settings.choose.seed)
+        unused = len(self.qa.items) - len(self.split.dev) - len(self.split.test) - len(self.split.train)
+        self._done("split", dev=len(self.split.dev), test=len(self.split.test), seed=self.settings.choose.seed,
+                   not_asked=unused)
 
     def stage_train_data(self) -> None:
         """The user's training set, else the QA set's own train split, else pairs synthesised from DOCS; any
