@@ -23,7 +23,6 @@ from transformers import StoppingCriteria
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-
 from ragtune.evaluate.calls import call_closed, first_call  # noqa: E402
 from ragtune.evaluate.scorers import get_metric  # noqa: E402
 from ragtune.finetune import finetune  # noqa: E402

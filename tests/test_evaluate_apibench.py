@@ -5,7 +5,6 @@ loads, passes the gold-vs-gold check and is scored end to end with the ``call`` 
 import json
 
 import pytest
-from test_evaluate_runner import MemoryKB  # the same in-memory retriever as the runner's tests
 
 from ragtune.config import Settings
 from ragtune.evaluate.qa import api_doc_source, load_qa
@@ -13,6 +12,7 @@ from ragtune.evaluate.runner import evaluate
 from ragtune.evaluate.scorers import check_gold, get_metric
 from ragtune.finetune.apibench import load_apibench
 from ragtune.types import Answer
+from test_evaluate_runner import MemoryKB  # the same in-memory retriever as the runner's tests
 
 MODELS = [  # (repo, model, what it does): a hidden set of this shape must work as well as tfhub-apibench
     ("pytorch/vision", "resnet50", "classify photos of animals into a thousand classes"),
@@ -76,7 +76,7 @@ class CallWriter:
     """RAG stand-in: writes the top passage's call with positional arguments, in prose, with a citation;
     without passages it always names resnet50."""
 
-    def __init__(self, kb, generator, settings, system=None):
+    def __init__(self, kb, generator, settings, instruction=None):
         self.kb = kb
 
     def ask(self, question):

@@ -16,7 +16,8 @@ def eval_command(
     model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
     finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
     out: Path = typer.Option(Path("report"), "--out", help="where index.html, results.json and predictions.jsonl go"),
-    variants: Optional[str] = typer.Option(None, "--variants", help="comma list of base,rag,finetuned,finetuned+rag"),
+    raft: Optional[Path] = typer.Option(None, "--raft", help="a RAFT adapter (finetune --raft), answering with retrieval"),
+    variants: Optional[str] = typer.Option(None, "--variants", help="comma list of base,rag,finetuned,finetuned+rag,raft"),
     limit: Optional[int] = typer.Option(None, "--limit", help="ask a seeded sample of N questions"),
     seed: int = typer.Option(0, "--seed"),
     split: Optional[str] = typer.Option(None, "--split", help="only this split of the QA set (APIBench: train/validation/test)"),
@@ -31,13 +32,15 @@ def eval_command(
     judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
 ) -> None:
-    """Run base / RAG / fine-tuned / fine-tuned+RAG on the same questions; write report/index.html and results.json."""
+    """Run base / RAG / fine-tuned / fine-tuned+RAG / RAFT on the same questions; write report/ and results.json."""
     from ragtune.config import load_settings, parse_assignments
     from ragtune.evaluate.qa import load_qa
     from ragtune.evaluate.runner import evaluate
 
     overrides = parse_assignments(set_)
-    overrides.update({"generator.max_new_tokens": max_new_tokens, "retrieval.k": k})
+    # a flag given wins over the same --set; a flag not given must not erase it
+    overrides.update({key: value for key, value in (("generator.max_new_tokens", max_new_tokens),
+                                                    ("retrieval.k", k)) if value is not None})
     settings = load_settings(kb, overrides)
     judge_gen = None
     if judge:
@@ -47,7 +50,7 @@ def eval_command(
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
     qa = load_qa(qa_file, qa_format, metric)
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
-    results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, out=out, settings=settings,
+    results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
                        variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
                        seed=seed, split=split, train_qa=train_qa, freshness=freshness,
                        judge=judge_gen)

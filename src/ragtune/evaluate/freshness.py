@@ -12,13 +12,14 @@ import random
 import re
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragtune.config import Settings
 from ragtune.evaluate.qa import QAItem, QASet
 from ragtune.evaluate.scoring import headline_key, score
 from ragtune.types import Document
+
+if TYPE_CHECKING:
+    from ragtune.evaluate.runner import EvalRun
 
 _NAMES = ["Zorvan Pellicott", "Maribel Okonkwo-Strand", "Tessaly Vormund", "Quillon Abernethy", "Idris Falkenrath",
           "Oriane Castellaw", "Bexley Morgenstrau", "Caspian Ildefonse"]
@@ -97,18 +98,19 @@ def new_facts(qa: QASet, n: int) -> tuple[list[QAItem], list[Document]]:
     return items, docs
 
 
-def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[str], out: Path, settings: Settings,
-                   rag_factory: Any, kb_factory: Any, gens: dict[str, Any], training: dict | None, n_changed: int = 20,
-                   n_new: int = 5, seed: int = 0, log: Any = None) -> dict:
+def freshness_test(run: EvalRun, variants: list[str], kb_factory: Any, training: dict | None, n_changed: int = 20,
+                   n_new: int = 5) -> dict:
     """Update a copy of the KB, re-ask the affected questions with every variant, and compare with retraining.
-    Answers go to ``log`` (as variant ``fresh:<name>``) so an interrupted test resumes."""
-    from ragtune.evaluate.variants import load_model
+    Answers go to the run's log (as variant ``fresh:<name>``) so an interrupted test resumes."""
+    from ragtune.evaluate.store import answer_setup
+    from ragtune.evaluate.variants import VARIANTS, model_name
 
+    qa, log = run.qa, run.log
     if not qa.documents:
         return {"skipped": "the QA set brings no documents to change; use a SQuAD/APIBench-style folder"}
-    changed, changed_docs, stale = changed_facts(qa, n_changed, seed)
+    changed, changed_docs, stale = changed_facts(qa, n_changed, run.seed)
     added, added_docs = new_facts(qa, n_new)
-    copy = kb_factory(out / "freshness-kb", settings, getattr(kb, "embedder", None))
+    copy = kb_factory(run.out / "freshness-kb", run.settings, getattr(run.kb, "embedder", None))
     copy.add_documents(qa.documents)  # incremental: a re-run finds it already indexed
     t0 = time.perf_counter()
     copy.add_documents(changed_docs + added_docs)  # changed text replaces, new sources are added
@@ -116,30 +118,20 @@ def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[st
     key = headline_key(qa.metric)
     report: dict[str, Any] = {"n_changed": len(changed), "n_new": len(added), "kb_update_seconds": update_seconds,
                               "retrain_seconds": (training or {}).get("seconds"), "variants": {}, "questions": []}
-    from ragtune.evaluate.store import answer_setup
-    from ragtune.evaluate.variants import model_name
-
     for variant in variants:
-        which = "finetuned" if variant.startswith("finetuned") else "base"
-        name, answerer = model_name(models[which]), None
-        setup = answer_setup(settings, variant, qa.system)
+        name, answerer = model_name(run.models[VARIANTS[variant].model]), None
+        setup = answer_setup(run.settings, VARIANTS[variant].retrieval, qa.system)
         fresh, old, new = [], [], []
         for item, old_answer in list(zip(changed, stale)) + [(a, None) for a in added]:
-            rec = log.get(f"fresh:{variant}", name, item, setup) if log is not None else None
+            rec = log.get(f"fresh:{variant}", name, item, setup)
             if rec is None:
-                if answerer is None:
-                    if which not in gens:
-                        gens.clear()
-                        gens[which] = load_model(models[which], settings)
-                    answerer = rag_factory(copy if "rag" in variant else None, gens[which], settings,
-                                           **({"system": qa.system} if qa.system else {}))
+                answerer = answerer or run.answerer(variant, retriever=copy)
                 answer = answerer.ask(item.question)
                 rec = {"variant": f"fresh:{variant}", "model": name, "setup": setup, "id": item.id,
                        "question": item.question,
                        "answers": item.answers, "prediction": answer.text, "abstained": answer.abstained,
                        "passages": [h.text for h in answer.hits]}
-                if log is not None:
-                    log.append(rec)
+                log.append(rec)
             passages = rec["passages"]
             s = score(item, rec["prediction"], rec["abstained"], passages, qa.metric)
             fresh.append(s[key])
