@@ -37,7 +37,7 @@ def eval_command(
     from ragtune.evaluate.qa import load_qa
     from ragtune.evaluate.runner import evaluate
 
-    overrides = parse_assignments(set_)
+    overrides: dict[str, object] = dict(parse_assignments(set_))
     # a flag given wins over the same --set; a flag not given must not erase it
     overrides.update({key: value for key, value in (("generator.max_new_tokens", max_new_tokens),
                                                     ("retrieval.k", k)) if value is not None})

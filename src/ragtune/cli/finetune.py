@@ -138,12 +138,13 @@ def finetune_cmd(
 
         raise ConfigError(f"--method {method}: unknown; use lora or full")
     train: Path | list = dataset
+    held_out: Path | list | None = validation
     if raft:
         from ragtune.finetune.raft import raft_dataset
 
-        train, validation = raft_dataset(dataset, validation, kb, model, settings, out)
+        train, held_out = raft_dataset(dataset, validation, kb, model, settings, out)
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,
-                       **overrides).fit(train, validation, out, resume)
+                       **overrides).fit(train, held_out, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
     if as_json:

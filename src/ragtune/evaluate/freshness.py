@@ -58,7 +58,10 @@ def changed_facts(qa: QASet, n: int, seed: int) -> tuple[list[QAItem], list[Docu
     """Up to n answerable questions whose answer appears in their gold document, with the document rewritten."""
     rng = random.Random(seed)
     docs = {d.source: d for d in qa.documents}
-    items, new_docs, stale, used = [], [], [], set()
+    items: list[QAItem] = []
+    new_docs: list[Document] = []
+    stale: list[str] = []
+    used: set[str] = set()
     for item in rng.sample(qa.items, len(qa.items)):
         if len(items) >= n or item.is_impossible or not item.gold_sources:
             continue
@@ -121,7 +124,9 @@ def freshness_test(run: EvalRun, variants: list[str], kb_factory: Any, training:
     for variant in variants:
         name, answerer = model_name(run.models[VARIANTS[variant].model]), None
         setup = answer_setup(run.settings, VARIANTS[variant].retrieval, qa.system)
-        fresh, old, new = [], [], []
+        fresh: list[float] = []
+        old: list[float] = []
+        new: list[float] = []
         for item, old_answer in list(zip(changed, stale)) + [(a, None) for a in added]:
             rec = log.get(f"fresh:{variant}", name, item, setup)
             if rec is None:

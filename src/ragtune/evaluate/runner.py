@@ -160,9 +160,10 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
         done = run.log.get(variant, name, item, setup_hash)
         (records.append(done) if done else todo.append(item))
     with measure() as usage:
-        answerer = run.answerer(variant) if todo else None
-        for item in _progress(todo, variant):
-            records.append(ask_one(run, answerer, variant, item, setup_hash))
+        if todo:
+            answerer = run.answerer(variant)
+            for item in _progress(todo, variant):
+                records.append(ask_one(run, answerer, variant, item, setup_hash))
     summary = summarise(records, run.qa.metric, seed=run.seed)
     # a resumed variant keeps the peak memory and time measured when its answers were made
     stored = run.log.usage(variant, name)

@@ -84,7 +84,7 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
         distractors = [h for h in hits if h.source != gold_source and not holds_answer(h.text, example.answer)]
         passages = distractors[:opts.distractors]
         with_gold = gold is not None and rng.random() < opts.gold_share
-        if with_gold:
+        if gold is not None and with_gold:
             passages.insert(rng.randrange(len(passages) + 1), gold)
         # the trained model's tokenizer fits the passages as at answer time; never load a generator here
         rag = RAG(retriever, None, settings, instruction=instruction, count_tokens=count_tokens or estimate_tokens)
