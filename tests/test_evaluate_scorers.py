@@ -185,3 +185,16 @@ def test_jsonl_choices(tmp_path):
     path.write_text(json.dumps({"question": "Q?", "choices": "AB", "answers": ["A"]}))
     with pytest.raises(InputError, match=r"mc.jsonl:1: field 'choices' must be a list"):
         load_qa(path)
+
+
+def test_answers_logged_before_the_metric_get_its_scores_on_resume():
+    from ragtune.evaluate.scoring import summarise
+
+    gold = ["hub.load('https://tfhub.dev/google/yamnet/1')"]
+    old = {"em": 0.0, "f1": 0.0, "contains": 0.0, "rouge_l": 0.0, "api_match": 0.0, "abstained": False,
+           "groundedness": None}  # scored by the URL-only API match of earlier versions
+    records = [{"id": "1", "answers": gold, "prediction": "hub.load('tfhub.dev/google/yamnet/1')", "scores": dict(old),
+                "latency_s": 0.1}]
+    summary = summarise(records, "call")
+    assert summary["score"] == summary["call"] == summary["api_match"] == 1.0
+    assert records[0]["scores"]["call"] == 1.0
