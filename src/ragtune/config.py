@@ -8,6 +8,7 @@ CLI flags and Python callers pass dotted overrides: ``{"retrieval.k": 8}``.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -25,7 +26,7 @@ class Section(BaseModel):
 
 
 class ChunkingSettings(Section):
-    chunk_tokens: int = 256  # counted with the embedder's tokenizer
+    chunk_tokens: int = 256  # counted with the embedder's tokenizer (an endpoint's: with all-MiniLM-L6-v2's)
     overlap_tokens: int = 32
 
 
@@ -108,6 +109,28 @@ class FinetuneSettings(Section):
     overfit_ratio: float = Field(1.25, ge=1)
 
 
+class RaftSettings(Section):
+    """RAFT (`ragtune finetune --raft`): train on the RAG prompt, the gold passage among hard distractors."""
+
+    distractors: int = Field(4, ge=0)  # retrieved passages that do not hold the answer, per training prompt
+    gold_share: float = Field(0.8, ge=0.0, le=1.0)  # share of prompts with the gold passage (RAFT's P)
+    reasoning: bool = False  # the target quotes the supporting sentence before the answer
+    candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
+
+
+class ChooseSettings(Section):
+    """`ragtune choose`: how the questions are split and which settings are tuned on the dev part."""
+
+    dev_fraction: float = Field(0.15, gt=0.0, lt=0.5)  # share of the questions used to tune settings, never scored
+    dev_min: int = Field(8, ge=1)
+    dev_max: int = Field(16, ge=1)  # tuning asks every dev question once per candidate: keep it small
+    test_max: int = Field(100, ge=1)  # the verdict's questions (a seeded sample of the rest); raise for tighter CIs
+    k: list[int] = [3, 5]  # retrieval.k candidates
+    context_sentences: list[int] = [0, 3]  # rag.context_sentences candidates (0 = whole passages)
+    synth_per_chunk: int = Field(2, ge=1)  # synthesised training pairs per chunk when no training set is given
+    seed: int = 0
+
+
 class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -131,6 +154,8 @@ class Settings(Section):
     generator: GeneratorSettings = GeneratorSettings()
     rag: RagSettings = RagSettings()
     finetune: FinetuneSettings = FinetuneSettings()
+    raft: RaftSettings = RaftSettings()
+    choose: ChooseSettings = ChooseSettings()
     serve: ServeSettings = ServeSettings()
 
 
@@ -178,6 +203,34 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def to_toml(data: dict[str, Any]) -> str:
+    """Settings as TOML (sections of scalars and lists; unset values shown as comments)."""
+    lines: list[str] = []
+    for section, fields in data.items():
+        lines.append(f"[{section}]")
+        for key, value in fields.items():
+            lines.append(f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_overrides(path: Path, overrides: dict[str, Any]) -> None:
+    """Merge dotted overrides into a ragtune.toml (typed, validated, atomic); other keys of the file stay."""
+    from ragtune.atomic import atomic_write
+
+    try:
+        current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
+    for key, value in overrides.items():
+        _set_dotted(current, key, value)
+    try:  # store typed values: validate through Settings, then keep only the keys the file names
+        typed = Settings.model_validate(current).model_dump(mode="json")
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {e.errors()[0]['msg']} (at {'.'.join(map(str, e.errors()[0]['loc']))})") from None
+    atomic_write(path, to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()}))
+
+
 def _deep_merge(into: dict, new: dict) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -186,10 +239,20 @@ def _deep_merge(into: dict, new: dict) -> None:
             into[key] = value
 
 
+def _typed(value: Any) -> Any:
+    """A list or table given as text (an environment variable, a --set value) in JSON: '[3, 5]' -> [3, 5]."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"'{value}': looks like a list or table but is not valid JSON; write e.g. [3, 5]") from None
+    return value
+
+
 def _set_dotted(into: dict, dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for part in parents:
         into = into.setdefault(part, {})
         if not isinstance(into, dict):
             raise ConfigError(f"setting '{dotted}': '{part}' is not a section")
-    into[last] = value
+    into[last] = _typed(value)

@@ -111,7 +111,8 @@ def check_examples(examples: list[Example], validation: list[Example] | None = N
         findings.append(Finding("empty", "error", f"{len(empty)} examples have an empty prompt or answer", empty))
     stats: dict[str, Any] = {"format": "raw text" if raw else "chat"}
     if tokenizer is not None and not raw and examples + validation:
-        from ragtune.finetune.encode import encode_chat, ensure_chat_template
+        from ragtune.finetune.encode import encode_chat
+        from ragtune.models.loading import ensure_chat_template
 
         ensure_chat_template(tokenizer)
         lengths = [(e, len(encode_chat(tokenizer, e.messages, 10 ** 9).input_ids)) for e in examples + validation]

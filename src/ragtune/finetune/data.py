@@ -34,6 +34,7 @@ class Example:
     text: str | None = None  # raw text for continued pre-training (then messages is empty)
     source: str = ""
     line: int = 0  # 1-based line (JSONL), row (CSV, header = 1) or 0 for documents
+    gold_source: str | None = None  # the row's "source" (or first of "gold_sources"): the passage holding the answer
 
     @property
     def prompt(self) -> str:
@@ -181,10 +182,18 @@ def _add_row(row: Any, f: Path, lineno: int, examples: list[Example], problems: 
         problems.append(RowProblem(str(f), lineno, "row", f"expected a JSON object, got {type(row).__name__}"))
         return
     try:
-        examples.append(Example(messages=row_to_messages(row), source=str(f), line=lineno))
+        examples.append(Example(messages=row_to_messages(row), source=str(f), line=lineno,
+                                gold_source=_gold_source(row)))
     except ValueError as e:
         field_name, _, message = str(e).partition(": ")
         problems.append(RowProblem(str(f), lineno, field_name, message))
+
+
+def _gold_source(row: dict[str, Any]) -> str | None:
+    gold = row.get("gold_sources") or row.get("gold_source") or row.get("source")
+    if isinstance(gold, list):
+        gold = gold[0] if gold else None
+    return str(gold) if isinstance(gold, (str, int)) and str(gold).strip() else None
 
 
 def load_examples(path: str | Path) -> list[Example]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ragtune.config import FinetuneSettings, load_settings
+from ragtune.config import FinetuneSettings, Settings, load_settings
 from pydantic import ValidationError
 
 from ragtune.errors import ConfigError, InputError, ModelError
@@ -53,8 +53,8 @@ class FineTuneResult:
     tokenizer: Any = None
 
 
-def finetune(dataset: str | Path | list[Example], model: str = "smollm2", out: str | Path = "runs/ft",
-             method: str = "lora", validation: str | Path | list[Example] | None = None, resume: bool = False,
+def finetune(dataset: str | Path | list[Example], model: str | None = None, out: str | Path = "runs/ft",
+             method: str | None = None, validation: str | Path | list[Example] | None = None, resume: bool = False,
              **hyperparameters: Any) -> FineTuneResult:
     """Fine-tune ``model`` on ``dataset`` and write the result to ``out``; keyword arguments are
     ``[finetune]`` settings (epochs, learning_rate, batch_size, max_seq_tokens, lora_r, ...)."""
@@ -65,12 +65,15 @@ def finetune(dataset: str | Path | list[Example], model: str = "smollm2", out: s
 class FineTuner:
     """A model spec plus settings; ``fit`` trains on a dataset and saves a loadable folder."""
 
-    def __init__(self, model: str = "smollm2", method: str = "lora", settings: FinetuneSettings | None = None,
+    def __init__(self, model: str | None = None, method: str | None = None, settings: FinetuneSettings | None = None,
                  device: str = "cpu", **overrides: Any):
-        base_settings = settings or load_settings().finetune
+        # None: the value from ragtune.toml / RAGTUNE_* (generator.model, finetune.method), never a second default
+        loaded = load_settings() if settings is None or model is None else Settings()
+        base_settings = settings or loaded.finetune
+        model = model or loaded.generator.model
         try:
-            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(), "method": method,
-                                                             **overrides})
+            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(),
+                                                             **({"method": method} if method else {}), **overrides})
         except ValidationError as e:
             err = e.errors()[0]
             raise ConfigError(f"finetune setting '{'.'.join(map(str, err['loc']))}': {err['msg']} "

@@ -151,8 +151,9 @@ class KnowledgeBase:
     def chunker(self):
         if self._chunker is None:
             from ragtune.documents.chunking import Chunker
+            from ragtune.documents.tokens import counter_for
 
-            self._chunker = Chunker.from_settings(self.settings.chunking)
+            self._chunker = Chunker.from_settings(self.settings.chunking, counter_for(self.embedder))
         return self._chunker
 
     def _ingest(self, items: list, name_of, prepare, progress: bool | None) -> IngestReport:

@@ -15,8 +15,7 @@ import time
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 from ragtune.errors import ModelError
-
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+from ragtune.types import Message
 
 
 @runtime_checkable

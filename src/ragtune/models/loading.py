@@ -14,18 +14,16 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from ragtune.atomic import atomic_folder
 from ragtune.config import GeneratorSettings, Settings
 from ragtune.errors import ConfigError, ModelError
-from ragtune.models.prompts import FALLBACK_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
     from ragtune.models.generators import Generator
@@ -146,34 +144,25 @@ def cached_gguf_conversion(source: ModelSource) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"Converting {source.path.name} to PyTorch once (about a minute); cached in {target}", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        folder, name = str(source.path.parent), source.path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-        # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first; its copy is as good as ours
-            if not (target / "model.safetensors").is_file():
-                raise
+        with atomic_folder(target) as tmp:
+            folder, name = str(source.path.parent), source.path.name
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
     except Exception as e:
         if isinstance(e, ModelError):
             raise
         raise ModelError(f"model '{source.path}': could not convert the GGUF file ({type(e).__name__}: {e})") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 def _load_hf_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -183,7 +172,7 @@ def _load_hf_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"model '{folder}': cannot be loaded as a causal language model "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    _ensure_chat_template(tokenizer)
+    ensure_chat_template(tokenizer)
     return model.to(device).eval(), tokenizer
 
 
@@ -197,7 +186,7 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
-        _ensure_chat_template(tokenizer)
+        ensure_chat_template(tokenizer)
     try:
         model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
@@ -206,8 +195,21 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
     return model.eval(), tokenizer
 
 
-def _ensure_chat_template(tokenizer: Any) -> None:
-    # Base models (Gemma 3 270M) have no chat template; a plain "User:/Assistant:" one keeps prompts uniform.
+# The one chat template for models that have none (Gemma 3 270M base): plain turns a base model continues naturally.
+# Used alike by generation, `data check` and training (which saves it with the adapter's tokenizer); the answer
+# ends with the end-of-sequence token so that a fine-tuned model learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n\n"
+    "{% else %}Assistant: {{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any) -> None:
+    """Give a template-less tokenizer the fallback chat template, and a pad token."""
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
