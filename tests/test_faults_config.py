@@ -69,23 +69,15 @@ def test_bad_environment_value_is_one_line_naming_the_field(monkeypatch, tmp_pat
     assert expected in one_line(str(info.value))
 
 
-# `eval --set retrieval.k=...` is dropped by eval's own -k default today; the lead's --set plumbing fix
-# (issue 12, cli/evaluate.py) makes this case pass, and strict=True then asks for the mark to go.
-EVAL_SET_DROPPED = pytest.mark.xfail(strict=True, reason="eval's -k default (None) overwrites --set retrieval.k")
-
-
 @pytest.mark.parametrize("command", [["config"], ["eval", "qa.jsonl"]])
 @pytest.mark.parametrize("assignment, expected", [
     ("retrieval.kk=8", "setting 'retrieval.kk' = '8': unknown setting"),
     ("retrieval.mode=semantic", "setting 'retrieval.mode' = 'semantic': Input should be 'hybrid'"),
     ("retrieval.mode", "expected KEY=VALUE"),
     ("retrieval.mode.x=1", "setting 'retrieval.mode'"),
-    pytest.param("retrieval.k=many", "setting 'retrieval.k' = 'many'", id="k-not-a-number"),
+    ("retrieval.k=many", "setting 'retrieval.k' = 'many'"),
 ])
-def test_bad_set_keys_and_values_are_refused_before_any_work(tmp_path, monkeypatch, request, command, assignment,
-                                                            expected):
-    if command[0] == "eval" and assignment.startswith("retrieval.k="):
-        request.applymarker(EVAL_SET_DROPPED)
+def test_bad_set_keys_and_values_are_refused_before_any_work(tmp_path, monkeypatch, command, assignment, expected):
     monkeypatch.chdir(tmp_path)
     result = invoke(*command, "--set", assignment)
     assert result.exit_code != 0 and isinstance(result.exception, ConfigError), result.output

@@ -186,3 +186,13 @@ def test_the_deadline_does_not_cut_a_normal_reply():
     gen = generator(handler, deadline=5)
     assert gen(MESSAGES) == "The valve is under the lid."
     assert list(gen.stream(MESSAGES)) == ["The", " valve"]
+
+
+def test_a_plain_json_reply_to_a_stream_request_is_used_and_garbage_is_an_error():
+    # some servers ignore "stream": true and send one JSON completion; a body with no events at all is garbage
+    whole = {"choices": [{"message": {"role": "assistant", "content": " The valve is under the lid. "}}]}
+    gen = generator(lambda request: httpx.Response(200, json=whole))
+    assert list(gen.stream(MESSAGES)) == ["The valve is under the lid."]
+    with pytest.raises(ModelError) as info:
+        list(generator(lambda request: httpx.Response(200, content=b"not json at all")).stream(MESSAGES))
+    assert "not valid JSON" in one_line(str(info.value))

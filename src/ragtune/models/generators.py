@@ -169,7 +169,10 @@ class OpenAIChatGenerator:
     def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
                  temperature: float | None = None) -> str:
         body = self._body(messages, max_new_tokens, temperature, stream=False)
-        data = self._request(body)
+        return self._content(self._request(body))
+
+    def _content(self, data: Any) -> str:
+        """``choices[0].message.content`` of a whole (not streamed) reply."""
         try:
             return (data["choices"][0]["message"]["content"] or "").strip()
         except (KeyError, IndexError, TypeError):
@@ -185,12 +188,15 @@ class OpenAIChatGenerator:
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 self._check(response)
-                first = True
+                first, events, other = True, 0, []
                 for line in response.iter_lines():
                     self._within(end)
                     if not line.startswith("data:"):
-                        continue  # blank separators, comments (keep-alives), "event:" lines
+                        if len(other) < 1000:
+                            other.append(line)  # blank separators, comments (keep-alives), "event:" lines
+                        continue
                     payload = line[5:].strip()
+                    events += 1
                     if payload == "[DONE]":
                         break
                     piece = _delta(self._json(payload))
@@ -199,6 +205,8 @@ class OpenAIChatGenerator:
                         first = not piece
                     if piece:
                         yield piece
+                if not events:  # not an event stream: a server that ignored stream=true, or garbage
+                    yield self._content(self._json("\n".join(other)))
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
 
