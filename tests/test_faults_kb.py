@@ -7,11 +7,10 @@ import errno
 import os
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
-from _faults_util import (QUERY, assert_kept, make_kb, one_line, open_kb, run_in_mount_namespace, snapshot)
+from _faults_util import QUERY, assert_kept, make_kb, one_line, open_kb, run_in_mount_namespace, snapshot
 from ragtune.errors import ConfigError, InputError, StorageError
 
 

@@ -12,7 +12,8 @@ from ragtune.errors import InputError
 _BOILERPLATE = ("script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside", "form",
                 "iframe", "button", "select")
 # The same elements (and the head) for the parser-free fallback, which cannot see their nesting.
-_NOT_TEXT = re.compile(r"<(%s)\b.*?</\1\s*>|<!--.*?-->" % "|".join(_BOILERPLATE + ("head", "title")), re.S | re.I)
+_NOT_TEXT_TAGS = "|".join(_BOILERPLATE + ("head", "title"))
+_NOT_TEXT = re.compile(rf"<({_NOT_TEXT_TAGS})\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
 # Bytes of UTF-8 text that was decoded as Latin-1/cp1252 somewhere upstream (mojibake: "Ã©", "â€™").
 _MOJIBAKE = re.compile("[\u00c2\u00c3][\u0080-\u00bf]|\u00e2[\u0080-\u00bf\u20ac][\u0080-\u00bf\u0152-\u203a]")
 

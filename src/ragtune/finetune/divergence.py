@@ -10,7 +10,7 @@ A healthy run's loss falls or wobbles; one that climbs this far has lost what th
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ragtune.errors import TrainingError
 

@@ -227,7 +227,7 @@ class KnowledgeBase:
         with self._lock(wait=False) as mine:
             if not mine or self.manifest.path.exists():
                 return  # another process is writing: its manifest wins
-            first = {}
+            first: dict[str, dict] = {}
             for chunk in self.store.chunks():
                 first.setdefault(chunk.source, chunk.metadata)
             stamp = now()

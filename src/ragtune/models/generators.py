@@ -188,7 +188,7 @@ class OpenAIChatGenerator:
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 self._check(response)
-                first, events, other = True, 0, []
+                first, events, other = True, 0, list[str]()
                 for line in response.iter_lines():
                     self._within(end)
                     if not line.startswith("data:"):
