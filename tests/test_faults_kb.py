@@ -225,3 +225,6 @@ def test_cli_search_of_a_kb_with_a_deleted_store_exits_1_with_the_repair(kb, mon
     result = CliRunner().invoke(app, ["search", "zephyr warranty", "--kb", str(kb.path)])
     assert result.exit_code == 1 and isinstance(result.exception, ConfigError)
     assert "no matches" not in result.output and "holds no chunks" in str(result.exception)
+    listed = CliRunner().invoke(app, ["sources", "--kb", str(kb.path)])  # the names to re-ingest, and a warning
+    assert listed.exit_code == 0 and "zephyr.md" in listed.stdout
+    assert "warning:" in listed.stderr and "re-run `ragtune ingest`" in listed.stderr

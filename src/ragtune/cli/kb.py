@@ -95,7 +95,11 @@ def sources(kb: Path = KB_OPTION,
 
     from rich.table import Table
 
-    infos = _open(kb).sources()
+    knowledge_base = _open(kb)
+    infos = knowledge_base.sources()
+    if infos and len(knowledge_base) == 0:  # listed from the manifest, but the store lost their chunks
+        typer.secho(f"warning: {kb}: the store holds no chunks for these sources; re-run `ragtune ingest` with the "
+                    f"same files and --kb {kb} to rebuild it", fg="yellow", err=True)
     if as_json:
         print(json.dumps([asdict(s) for s in infos], ensure_ascii=False, indent=1))
         return

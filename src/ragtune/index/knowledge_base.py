@@ -60,7 +60,10 @@ class KnowledgeBase:
         with read_errors(self.path):
             self.store = make_store(self.settings.store.backend, self.path)
         if not self.manifest.path.exists() and self.store.count():
-            self._rebuild_manifest()
+            try:
+                self._rebuild_manifest()
+            except StorageError as e:  # a read-only folder: search works, listing waits for a writable one
+                log.warning("%s; the manifest could not be rebuilt", e)
         if self.manifest.interrupted:
             self._recover()
 
