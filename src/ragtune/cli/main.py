@@ -28,12 +28,6 @@ def _register() -> None:
         module.register(app)
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print one clear line to stderr and exit non-zero."""
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
-
-
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="On an error, also print its underlying cause "
                                         "and traceback (same as RAGTUNE_DEBUG=1).")) -> None:
