@@ -131,13 +131,8 @@ def load_chunks(path: str | Path, settings: ChunkingSettings | None = None) -> l
 
 
 def _kb_chunks(kb) -> list[Chunk]:
-    store = kb.store
-    if hasattr(store, "chunks"):
-        return list(store.chunks())
-    table = store.db.open_table("chunks")  # the lancedb store's table; read-only
-    rows = table.search().select(["id", "source", "position", "text"]).limit(None).to_arrow().to_pylist()
-    return sorted((Chunk(r["id"], r["source"], r["text"], r["position"]) for r in rows),
-                  key=lambda c: (c.source, c.position))
+    """A knowledge base's chunks as stored (any store: `chunks` is part of the VectorStore protocol)."""
+    return sorted(kb.store.chunks(), key=lambda c: (c.source, c.position))
 
 
 def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: str | None = None,
