@@ -5,7 +5,8 @@
 Every configuration answers the same questions through the product (``ragtune.evaluate``, RAG variant, greedy,
 the default settings otherwise: k = 5 whole passages, max_new_tokens = 256): 48 squad-mini training questions
 (21-68 of bench/choose.py's seeded split, as bench/rag_context.py) and 8 questions about the sample knowledge
-base (the demo's three with k = 2, as `ragtune demo`, and five more). Reported per configuration: F1 and
+base (the demo's three with k = 2, as `ragtune demo`, and five more; the k rows do not apply there). Reported
+per configuration: F1 and
 contains with 95% bootstrap intervals, the paired difference to the reference (transformers fp32 with the same
 stop rules), the share of answers that repeat a 6-word phrase, reply length in tokens and the mean latency.
 Answers are kept in runs/generation_quality/<set>/<config>/predictions.jsonl, so a re-run only asks what is new.
@@ -28,7 +29,7 @@ from ragtune.evaluate.qa import QAItem, QASet  # noqa: E402
 
 RUNS = REPO / "runs" / "generation_quality"
 STOPS = {"repeat_ngram": 6, "stop": ["\n\n"]}  # the default stop rules
-# name -> generator settings; "ref" rows use the default stop rules, the rest say what differs
+# name -> settings that differ from the defaults (a bare name is a generator setting)
 CONFIGS = {
     "transformers fp32 (reference)": {"backend": "transformers", **STOPS},
     "onnxruntime-genai fp32": {"backend": "onnxruntime-genai", "precision": "fp32", **STOPS},
@@ -40,6 +41,11 @@ CONFIGS = {
     "int8, repeated 8-gram": {"backend": "onnxruntime-genai", "precision": "int8", "repeat_ngram": 8, "stop": []},
     "int8, blank line only": {"backend": "onnxruntime-genai", "precision": "int8", "repeat_ngram": 0,
                               "stop": ["\n\n"]},
+    # prompt cost: fewer passages, or only the sentences nearest the question (default path otherwise)
+    "default path, k=3": {"retrieval.k": 3},
+    "default path, k=2": {"retrieval.k": 2},
+    "default path, k=5, 3 sentences": {"rag.context_sentences": 3},
+    "default path, k=3, 3 sentences": {"retrieval.k": 3, "rag.context_sentences": 3},
 }
 SAMPLE_QA = [  # the demo's questions first (docs/rag.md gives their answers), then five more from the same files
     ("How long is the warranty on the Quillfeather Q7?", ["30 months"]),
@@ -68,9 +74,10 @@ def question_sets() -> dict[str, tuple[QASet, Path, dict]]:
 
 def run(config: str, qa: QASet, kb: Path, overrides: dict) -> list[dict]:
     """The config's answers, one record per question (asked now or resumed from the log)."""
-    from ragtune.evaluate import evaluate
+    from ragtune.evaluate.runner import evaluate
 
-    settings = load_settings(overrides={**overrides, **{f"generator.{k}": v for k, v in CONFIGS[config].items()}})
+    changes = {(k if "." in k else f"generator.{k}"): v for k, v in CONFIGS[config].items()}
+    settings = load_settings(overrides={**overrides, **changes})
     out = RUNS / qa.name / config.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
     evaluate(qa, kb=str(kb), out=out, settings=settings, variants=["rag"], report=False)
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]

@@ -81,18 +81,26 @@ def test_compiled_model_is_cached_by_content_and_precision(tiny_lm_dir, engine, 
         ort.cached_ort_model(source, "int4")  # another precision is another build
 
 
-def test_builder_failure_is_one_line_model_error(tmp_path, monkeypatch):
+def test_builder_failure_is_one_line_model_error_and_leaves_nothing(tiny_lm_dir, tmp_path, monkeypatch):
+    import subprocess
+
     from ragtune.errors import ModelError
 
-    folder = tmp_path / "odd"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"], "model_type": "x"}))
-    (folder / "model.safetensors").write_bytes(b"")
+    seen = {}
+
+    def failing_builder(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nNotImplementedError: not supported\n")
+
     monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ort.subprocess, "run", failing_builder)
     with pytest.raises(ModelError) as info:
-        ort.cached_ort_model(resolve_model(str(folder)), "fp32")
-    assert "\n" not in str(info.value) and "transformers" in str(info.value)
+        ort.cached_ort_model(resolve_model(str(tiny_lm_dir)), "fp32")
+    assert "\n" not in str(info.value) and "NotImplementedError: not supported" in str(info.value)
     assert not list((tmp_path / "cache" / "models" / "onnx").iterdir())  # nothing half-built is left
+    # the builder is the engine's own command line, on the local folder, with the hub switched off
+    assert seen["command"][1:3] == ["-m", "onnxruntime_genai.models.builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
+    assert seen["env"]["HF_HUB_OFFLINE"] == "1"
 
 
 def test_missing_engine_falls_back_to_transformers_with_one_warning(tiny_lm_dir, monkeypatch, caplog):
@@ -126,3 +134,18 @@ def test_packaged_model_default_path_gives_the_reference_greedy_answer():
     assert isinstance(fast, ort.OrtGenerator) and fast.folder.name.startswith("smollm2-int8-")
     answer = fast(messages)
     assert answer == slow(messages) and "30 months" in answer
+
+
+def test_auto_backend_falls_back_when_the_engine_cannot_compile_a_model(tiny_lm_dir, monkeypatch, caplog):
+    from ragtune.errors import ModelError
+
+    def fail(*args, **kwargs):
+        raise ModelError("model 'x': onnxruntime-genai could not compile it (NotImplementedError)")
+
+    monkeypatch.setattr(ort, "load_ort_generator", fail)
+    with caplog.at_level(logging.WARNING):
+        generator = load_generator(str(tiny_lm_dir), max_new_tokens=3)
+    assert isinstance(generator, TransformersGenerator)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING][0].endswith("instead")
+    with pytest.raises(ModelError, match="could not compile"):  # asked for by name: the error stands
+        load_generator(str(tiny_lm_dir), backend="onnxruntime-genai")

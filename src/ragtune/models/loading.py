@@ -122,7 +122,13 @@ def load_generator(settings: GeneratorSettings | Settings | str | None = None, *
     if _use_engine(settings.backend, device):
         from ragtune.models.ort import load_ort_generator
 
-        return load_ort_generator(settings)
+        resolve_model(settings.model)  # a bad spec is reported once, not as an engine failure
+        try:
+            return load_ort_generator(settings)
+        except ModelError as e:
+            if settings.backend != "auto":
+                raise
+            log.warning("%s; transformers runs it instead", e)  # e.g. an architecture the engine lacks
     from ragtune.models.generators import TransformersGenerator
 
     model, tokenizer = load_model_and_tokenizer(settings.model, device=device, dtype=settings.dtype)
