@@ -54,7 +54,8 @@ class RetrievalSettings(Section):
 
 
 class GeneratorSettings(Section):
-    backend: Literal["transformers", "openai"] = "transformers"
+    # auto: the compiled engine (onnxruntime-genai) on CPU, transformers on a GPU or when the engine is missing
+    backend: Literal["auto", "onnxruntime-genai", "transformers", "openai"] = "auto"
     model: str = "smollm2"  # packaged alias (smollm2, gemma3-270m), a local HF folder, a .gguf file, or an endpoint's model name
     base_url: str | None = None  # for backend="openai", e.g. http://localhost:11434/v1
     api_key_env: str = "OPENAI_API_KEY"
@@ -64,6 +65,11 @@ class GeneratorSettings(Section):
     dtype: str = "auto"
     optimize: Literal["none", "int8"] = "none"  # CPU speed-up for transformers models; see docs/models.md
     static_cache: bool = True  # pre-allocated KV cache: faster decoding on CPU, same greedy text
+    # weights of the compiled engine: int8 measured as fast as int4 with fp32's answers (BENCHMARKS.md)
+    precision: Literal["fp32", "int8", "int4"] = "int8"
+    # stop a local model's reply when a run of this many new tokens repeats (0 = never); cut before the repeat
+    repeat_ngram: int = Field(6, ge=0)
+    stop: list[str] = []  # texts that end a reply (not included), as in the OpenAI API
 
 
 class RagSettings(Section):

@@ -60,15 +60,9 @@ def load_base(spec: str, device: str = "cpu"):
 
 def load_tokenizer(spec: str):
     """Only the tokenizer of a model spec (for counting tokens), without loading the weights."""
-    from transformers import AutoTokenizer
+    from ragtune.models.loading import load_tokenizer as load
 
-    from ragtune.models.loading import cached_gguf_conversion, resolve_model
-
-    source = resolve_model(spec)
-    folder = cached_gguf_conversion(source) if source.kind == "gguf" else source.path
-    if source.kind == "peft" and not (folder / "tokenizer_config.json").is_file():
-        return load_tokenizer(source.base or "")
-    return AutoTokenizer.from_pretrained(str(folder))
+    return load(spec)
 
 
 def _drop_quantizer(model) -> None:
