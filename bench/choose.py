@@ -17,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-
 from ragtune.evaluate.choose import Choice  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

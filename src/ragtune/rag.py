@@ -13,8 +13,9 @@ says so without asking the model (``answer.abstained``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError

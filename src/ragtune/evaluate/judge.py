@@ -9,7 +9,8 @@ stored as ``scores.judge_grounded`` (1 yes, 0 no, null when the reply is neither
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 JUDGE_SYSTEM = ("You check answers against sources. Reply with exactly one word: yes if every claim in the answer "
                 "is supported by the passages, no otherwise.")

@@ -14,9 +14,10 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ragtune.errors import InputError
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import random
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ragtune.config import RaftSettings, Settings
 from ragtune.errors import InputError

@@ -6,7 +6,7 @@ exactly the same messages for the same passages.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ragtune.types import Hit, Message
 

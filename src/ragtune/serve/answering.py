@@ -6,8 +6,9 @@ synchronous and slow (they run the model); routes call them in a worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ragtune.rag import Prepared, final_answer
 from ragtune.serve.state import Configuration

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragtune.config import Settings
-
 from ragtune.rag import RAG
 
 if TYPE_CHECKING:
-    from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.index.embedders import Embedder
+    from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.generators import Generator
     from ragtune.serve.jobs import Ingestor
 
