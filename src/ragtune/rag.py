@@ -12,6 +12,7 @@ says so without asking the model (``answer.abstained``).
 
 from __future__ import annotations
 
+import collections.abc
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from ragtune.index.compress import compress, content_words
 from ragtune.models.generators import Generator
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
 from ragtune.types import Answer, Citation, Hit, Message
+
+# What `RAG.generate` yields: text pieces, then the final Answer; closing it stops generation early.
+AnswerStream = collections.abc.Generator[str | Answer, None, None]
 
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4]
 
@@ -82,7 +86,7 @@ class RAG:
         return final_answer(self.stream(question, k, where, **generation))
 
     def stream(self, question: str, k: int | None = None, where: dict[str, Any] | None = None,
-               **generation: Any) -> Iterator[str | Answer]:
+               **generation: Any) -> AnswerStream:
         """Text pieces as they are generated, then the final Answer object."""
         return self.generate(self.prepare(question, k, where), **generation)
 
@@ -112,7 +116,7 @@ class RAG:
             return Prepared(turns[-1] if turns else "", messages=[dict(m) for m in messages])
         return self.prepare(last_user_message(messages), k, where)
 
-    def generate(self, prepared: Prepared, **generation: Any) -> Iterator[str | Answer]:
+    def generate(self, prepared: Prepared, **generation: Any) -> AnswerStream:
         """Generate for a prepared prompt: the text pieces, then the final Answer with its citations.
 
         ``generation``: ``max_new_tokens`` / ``temperature`` for this answer (None: the generator's settings).

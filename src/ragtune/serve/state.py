@@ -58,6 +58,22 @@ class ServeState:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     ingestor: Ingestor | None = None  # started with the app
 
+    # The kb routes run only when a knowledge base is served (kb_state checks it); these say so to the type checker.
+    @property
+    def served_kb(self) -> KnowledgeBase:
+        assert self.kb is not None, "kb routes are mounted only with a knowledge base"
+        return self.kb
+
+    @property
+    def served_uploads(self) -> Path:
+        assert self.uploads_dir is not None, "kb routes are mounted only with a knowledge base"
+        return self.uploads_dir
+
+    @property
+    def served_ingestor(self) -> Ingestor:
+        assert self.ingestor is not None, "the ingestor starts with the app when a knowledge base is served"
+        return self.ingestor
+
     @property
     def uploads_dir(self) -> Path | None:
         return self.kb_dir / UPLOADS if self.kb_dir is not None else None
