@@ -69,7 +69,7 @@ def _py_rng() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
     return {"python": [version, list(internal), gauss],
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}  # type: ignore[index]  # the legacy tuple
 
 
 def _set_py_rng(state: dict[str, Any]) -> None:
