@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ragtune.index.compress import STOPWORDS  # the one stop-word list; groundedness drops these words
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
 
@@ -77,13 +79,6 @@ def rouge_l(prediction: str, answers: Sequence[str]) -> float:
             p, r = lcs / len(pred), lcs / len(gold)
             best = max(best, 2 * p * r / (p + r))
     return best
-
-
-# Words that carry no content: an answer built only from them is neither supported nor contradicted.
-STOPWORDS = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
-    "those he she they them his her their we you i me my our your not no yes do does did has have had which who whom "
-    "what when where why how than then so such can could would should will may might also into about over after".split())
 
 
 def groundedness(answer: str, passages: Sequence[str]) -> float | None:
