@@ -33,6 +33,7 @@ TARGET = 2.5  # the default path's tokens/s (prompt + new) over the baseline's
 
 def cold_start() -> list[tuple[str, float]]:
     """Seconds of the one-off conversions, into a temporary cache (the real cache is left alone)."""
+    from ragtune.config import GeneratorSettings
     from ragtune.models import ort
     from ragtune.models.loading import cached_gguf_conversion, resolve_model
 
@@ -42,9 +43,10 @@ def cold_start() -> list[tuple[str, float]]:
         start = time.perf_counter()
         cached_gguf_conversion(resolve_model("smollm2"))
         rows.append(("convert GGUF → safetensors cache (first run only)", time.perf_counter() - start))
+        precision = GeneratorSettings().precision
         start = time.perf_counter()
-        ort.cached_ort_model(resolve_model("smollm2"), "int8")
-        rows.append((f"compile for {ort.ENGINE} int8 (first run only)", time.perf_counter() - start))
+        ort.cached_ort_model(resolve_model("smollm2"), precision)
+        rows.append((f"compile for {ort.ENGINE} {precision} (first run only)", time.perf_counter() - start))
     os.environ.pop("RAGTUNE_CACHE") if saved is None else os.environ.__setitem__("RAGTUNE_CACHE", saved)
     return rows
 

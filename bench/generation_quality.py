@@ -31,8 +31,8 @@ RUNS = REPO / "runs" / "generation_quality"
 # repeat_ngram = 6, no stop texts
 CONFIGS = {
     "transformers fp32 (reference)": {"backend": "transformers"},
-    "onnxruntime-genai fp32": {"backend": "onnxruntime-genai", "precision": "fp32"},
-    "onnxruntime-genai int8 (default)": {"backend": "onnxruntime-genai", "precision": "int8"},
+    "onnxruntime-genai fp32 (default)": {"backend": "onnxruntime-genai", "precision": "fp32"},
+    "onnxruntime-genai int8": {"backend": "onnxruntime-genai", "precision": "int8"},
     "onnxruntime-genai int4": {"backend": "onnxruntime-genai", "precision": "int4"},
     # the stop rules, on the default engine
     "int8, no stop rule": {"backend": "onnxruntime-genai", "precision": "int8", "repeat_ngram": 0, "stop": []},
@@ -41,11 +41,11 @@ CONFIGS = {
     "int8, blank line only": {"backend": "onnxruntime-genai", "precision": "int8", "repeat_ngram": 0,
                               "stop": ["\n\n"]},
     "int8, repeated 6-gram + blank line": {"backend": "onnxruntime-genai", "precision": "int8", "stop": ["\n\n"]},
-    # prompt cost: fewer passages, or only the sentences nearest the question (default path otherwise)
-    "default path, k=3": {"retrieval.k": 3},
-    "default path, k=2": {"retrieval.k": 2},
-    "default path, k=5, 3 sentences": {"rag.context_sentences": 3},
-    "default path, k=3, 3 sentences": {"retrieval.k": 3, "rag.context_sentences": 3},
+    # prompt cost, on the int8 engine: fewer passages, or only the sentences nearest the question
+    "int8, k=3": {"precision": "int8", "retrieval.k": 3},
+    "int8, k=2": {"precision": "int8", "retrieval.k": 2},
+    "int8, k=5, 3 sentences": {"precision": "int8", "rag.context_sentences": 3},
+    "int8, k=3, 3 sentences": {"precision": "int8", "retrieval.k": 3, "rag.context_sentences": 3},
 }
 SAMPLE_QA = [  # the demo's questions first (docs/rag.md gives their answers), then five more from the same files
     ("How long is the warranty on the Quillfeather Q7?", ["30 months"]),

@@ -117,13 +117,13 @@ def test_auto_backend_is_the_engine_on_cpu_and_transformers_elsewhere(tiny_lm_di
 
     assert _use_engine("auto", "cpu") and _use_engine("onnxruntime-genai", "cpu")
     assert not _use_engine("auto", "cuda") and not _use_engine("transformers", "cpu")
-    default = load_generator(str(tiny_lm_dir), precision="fp32")
+    default = load_generator(str(tiny_lm_dir))  # defaults: auto backend, fp32
     assert isinstance(default, ort.OrtGenerator) and default.folder == engine.folder
 
 
 @pytest.mark.integration
 def test_packaged_model_default_path_gives_the_reference_greedy_answer():
-    """smollm2 on the default path (engine, int8) against transformers fp32 on a RAG prompt from the sample KB."""
+    """smollm2 on the default path (engine, fp32) against transformers fp32 on a RAG prompt from the sample KB."""
     from ragtune.cli.ask import DEMO_QUESTIONS, SAMPLE_KB
     from ragtune.models.prompts import rag_messages
     from ragtune.types import Hit
@@ -131,7 +131,7 @@ def test_packaged_model_default_path_gives_the_reference_greedy_answer():
     messages = rag_messages(DEMO_QUESTIONS[0], [Hit((SAMPLE_KB / "warranty.txt").read_text(), "warranty.txt", 1.0)])
     fast = load_generator("smollm2", max_new_tokens=32)
     slow = load_generator("smollm2", backend="transformers", max_new_tokens=32)
-    assert isinstance(fast, ort.OrtGenerator) and fast.folder.name.startswith("smollm2-int8-")
+    assert isinstance(fast, ort.OrtGenerator) and fast.folder.name.startswith("smollm2-fp32-")
     answer = fast(messages)
     assert answer == slow(messages) and "30 months" in answer
 
