@@ -41,7 +41,7 @@ def colour_data(tmp_path_factory):
 
 def _tuner(model, **kw):
     base = dict(batch_size=4, max_seq_tokens=48, learning_rate=5e-3, eval_every=4, save_every=4, patience=0,
-                seed=0, epochs=1.0, warmup_fraction=0.0)
+                seed=0, epochs=1.0, warmup_fraction=0.0, min_steps=0, precision="fp32")
     return FineTuner(str(model), **{**base, **kw})
 
 
@@ -139,7 +139,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_lm_dir, colour_d
              "--max-seq-tokens", "48", "--lr", "5e-3", "--eval-every", "4", "--save-every", "4", "--patience", "0",
              "--seed", "0", "--epochs", "2"]
     killed = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAGTUNE_FINETUNE__MIN_STEPS": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "ragtune.cli.main", "finetune", str(colour_data / "train.jsonl"),
                              "--out", str(killed), *flags], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -152,7 +152,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_lm_dir, colour_d
     assert proc.wait() == -signal.SIGKILL
     assert not (killed / "adapter_model.safetensors").exists()
 
-    kw = dict(warmup_fraction=0.05, epochs=2.0)  # the CLI run used the config defaults for these
+    kw = dict(warmup_fraction=0.05, epochs=2.0, precision="auto")  # the CLI run used the defaults for these
     resumed = _tuner(tiny_lm_dir, **kw).fit(colour_data / "train.jsonl", colour_data / "val.jsonl", killed,
                                             resume=True)
     straight = _tuner(tiny_lm_dir, **kw).fit(colour_data / "train.jsonl", colour_data / "val.jsonl",

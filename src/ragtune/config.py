@@ -76,7 +76,7 @@ class RagSettings(Section):
 class FinetuneSettings(Section):
     method: Literal["lora", "full"] = "lora"
     epochs: float = 3.0
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None  # None: 1e-3 for LoRA, 5e-5 for full fine-tuning
     batch_size: int = 8
     gradient_accumulation: int = 1
     max_seq_tokens: int = 256
@@ -84,11 +84,12 @@ class FinetuneSettings(Section):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     validation_fraction: float = 0.1
-    eval_every: int = 20  # optimizer steps between validation-loss evaluations
+    eval_every: int | None = None  # optimizer steps between validation-loss evaluations (None: 10 per run)
     save_every: int = 20  # optimizer steps between resumable checkpoints
     patience: int = 3  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs when smaller)
+    min_steps: int = 40  # at least this many optimizer steps, however small the data set (max_steps wins)
     warmup_fraction: float = 0.05  # linear warm-up share of the steps, then linear decay
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -98,6 +99,7 @@ class FinetuneSettings(Section):
     merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
     loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
     eval_max_examples: int = 256  # cap on validation (and train-loss probe) examples per evaluation
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16
     overfit_ratio: float = 1.25  # warn when validation loss ends this many times above its best, or the gap is this wide
 
 
