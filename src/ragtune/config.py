@@ -89,7 +89,7 @@ class FinetuneSettings(Section):
     patience: int = 3  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs when smaller)
-    min_steps: int = 40  # at least this many optimizer steps, however small the data set (max_steps wins)
+    min_steps: int = 30  # at least this many optimizer steps, however small the data set (max_steps wins)
     warmup_fraction: float = 0.05  # linear warm-up share of the steps, then linear decay
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

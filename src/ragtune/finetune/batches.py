@@ -63,7 +63,8 @@ def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool =
     batch = pack(part, pad_id, device)
     keep = batch.targets != IGNORE
     with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep).logits
+        # no attention mask and no cache: transformers then reads the restarting positions as packed examples
+        logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep, use_cache=False).logits
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
                                              reduction="sum")
 

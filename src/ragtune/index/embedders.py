@@ -97,11 +97,6 @@ class SentenceTransformerEmbedder:
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
 
-    @property
-    def tokenizer(self):
-        """The model's tokenizer (chunking counts tokens with it)."""
-        return self.model.tokenizer
-
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
