@@ -24,6 +24,18 @@ def test_sentence_transformers_folder(tiny_embedder_dir):
     assert embedder([]).shape == (0, 32)
 
 
+def test_bf16_weights_give_the_fp32_vectors_within_rounding(tiny_embedder_dir):
+    texts = ["The kettle boils water in ninety seconds.", "Paris is the capital of France.", "x"]
+    fp32 = SentenceTransformerEmbedder(str(tiny_embedder_dir), precision="fp32")
+    bf16 = SentenceTransformerEmbedder(str(tiny_embedder_dir), precision="bf16")
+    a, b = fp32(texts), bf16(texts)
+    assert bf16.bf16 and not fp32.bf16 and b.dtype == np.float32
+    assert next(bf16.model.parameters()).dtype.is_floating_point and str(next(bf16.model.parameters()).dtype) == \
+        "torch.bfloat16"
+    assert np.all((a * b).sum(1) > 0.99) and not np.array_equal(a, b)
+    assert fp32.name == bf16.name  # same model: vectors from either mix in one index
+
+
 def test_packaged_default_is_named_without_loading(monkeypatch):
     embedder = make_embedder(EmbedderSettings())
     assert embedder.name == "sentence-transformers:all-MiniLM-L6-v2"

@@ -36,6 +36,7 @@ class EmbedderSettings(Section):
     api_key_env: str = "OPENAI_API_KEY"
     batch_size: int = 64
     device: str = "cpu"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 weights where the hardware has bf16
 
 
 class StoreSettings(Section):

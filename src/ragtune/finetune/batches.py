@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -115,16 +114,3 @@ def train_probe(train: list[Encoded], n: int, cap: int, seed: int) -> list[Encod
     idx = list(range(len(train)))
     random.Random(seed + 7).shuffle(idx)
     return [train[i] for i in sorted(idx[:min(n, cap)])]
-
-
-def bf16_available(device: torch.device | str) -> bool:
-    """Whether bf16 matrix products run natively here: a GPU with bf16, or a CPU with AVX-512 BF16 or AMX
-    instructions (elsewhere bf16 is emulated and slower than fp32)."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return kind == "cpu" and ("avx512_bf16" in flags or "amx_bf16" in flags)

@@ -33,10 +33,10 @@ from safetensors.torch import load_file, save_file
 from ragtune.config import FinetuneSettings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
-from ragtune.finetune.batches import (accumulate_gradients, bf16_available, global_batch, mean_loss,
-                                      train_probe)
+from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss, train_probe
 from ragtune.finetune.data import Example, dataset_hash, load_examples, split_examples
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
+from ragtune.hardware import bf16_native
 
 # Learning rate when the settings leave it unset: LoRA adapters start at zero and need a larger step than
 # full fine-tuning, which moves pretrained weights (1e-3 would wreck them).
@@ -202,7 +202,7 @@ class FineTuner:
                                       weight_decay=s.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(plan.warmup, plan.total))
         model, optimizer = accelerator.prepare(model, optimizer)
-        bf16 = s.precision == "bf16" or (s.precision == "auto" and bf16_available(accelerator.device))
+        bf16 = s.precision == "bf16" or (s.precision == "auto" and bf16_native(str(accelerator.device)))
         run = Run(model, tokenizer, optimizer, scheduler, accelerator, data, plan,
                   TrainState(self._fingerprint(train_ex, val_ex)), out, bf16)
         if start is not None:
