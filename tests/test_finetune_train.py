@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ragtune.finetune.data import Example
 from ragtune.finetune.encode import IGNORE, encode_chat
 from ragtune.finetune.train import FineTuner
 

@@ -260,12 +260,16 @@ class FineTuner:
             if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
                 self._evaluate(run)
             if st.step % s.save_every == 0 and st.step < plan.total:
-                st.seconds += time.perf_counter() - t0
+                st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
+                self._checkpoint(run)
                 t0, tokens_at_t0 = time.perf_counter(), st.tokens
-                checkpoint.save(run.ckpt_dir, st.step, run.model, run.optimizer, run.scheduler, asdict(st), acc,
-                                s.keep_checkpoints, {"best.safetensors": run.ckpt_dir / "best" / "trainable.safetensors"})
         bar.close()
         st.seconds += time.perf_counter() - t0
+
+    def _checkpoint(self, run: Run) -> None:
+        best = run.ckpt_dir / "best" / "trainable.safetensors"
+        checkpoint.save(run.ckpt_dir, run.state.step, run.model, run.optimizer, run.scheduler, asdict(run.state),
+                        run.accelerator, self.settings.keep_checkpoints, {"best.safetensors": best})
 
     def _evaluate(self, run: Run) -> None:
         """Validation and train-probe loss; keep the best weights; count evaluations without improvement."""
