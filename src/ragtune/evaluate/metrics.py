@@ -1,5 +1,5 @@
-"""Scores for one answer (EM, F1, containment, ROUGE-L, API match, groundedness, abstention) and for a set
-(recall@k, MRR, CIs).
+"""Scores for one answer (EM, F1, containment, ROUGE-L, groundedness, abstention) and for a set (recall@k, MRR,
+CIs). The named answer metrics (these and call, json, regex, ...) are registered in evaluate/scorers.py.
 
 Every definition here is written out in docs/evaluate.md; the tests check each against hand-computed cases.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -77,21 +77,6 @@ def rouge_l(prediction: str, answers: Sequence[str]) -> float:
             p, r = lcs / len(pred), lcs / len(gold)
             best = max(best, 2 * p * r / (p + r))
     return best
-
-
-_HUB_URL = re.compile(r"https?://(?:tfhub\.dev|www\.kaggle\.com/models)/[\w\-./]+", re.IGNORECASE)
-
-
-def api_urls(text: str) -> list[str]:
-    """The TF Hub model URLs named in a text, normalised (lower-case, no scheme, no trailing slash or query)."""
-    return [u.split("://", 1)[1].rstrip("/.").lower() for u in _HUB_URL.findall(text)]
-
-
-def api_match(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 when the first API URL in the prediction is the gold call's URL (Gorilla's API match, by URL)."""
-    found = api_urls(prediction)
-    gold = {u for a in answers for u in api_urls(a)}
-    return float(bool(found) and found[0] in gold)
 
 
 # Words that carry no content: an answer built only from them is neither supported nor contradicted.

@@ -9,9 +9,9 @@ tokenizer with the chat template used in training.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ragtune.atomic import atomic_write_json
 from ragtune.errors import ModelError
 
 # Linear layers worth adapting, per architecture (attention and MLP projections); others use "all-linear".
@@ -48,15 +48,9 @@ def load_base(spec: str, device: str = "cpu"):
 
 def load_tokenizer(spec: str):
     """Only the tokenizer of a model spec (for counting tokens), without loading the weights."""
-    from transformers import AutoTokenizer
+    from ragtune.models.loading import load_tokenizer as load
 
-    from ragtune.models.loading import cached_gguf_conversion, resolve_model
-
-    source = resolve_model(spec)
-    folder = cached_gguf_conversion(source) if source.kind == "gguf" else source.path
-    if source.kind == "peft" and not (folder / "tokenizer_config.json").is_file():
-        return load_tokenizer(source.base or "")
-    return AutoTokenizer.from_pretrained(str(folder))
+    return load(spec)
 
 
 def _drop_quantizer(model) -> None:
@@ -110,6 +104,4 @@ def save_merged(peft_model, tokenizer, out: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)

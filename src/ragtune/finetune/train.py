@@ -30,11 +30,12 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-from ragtune.config import FinetuneSettings, load_settings
+from ragtune.config import FinetuneSettings, Settings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
 from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss, train_probe
 from ragtune.finetune.data import Example, dataset_hash, load_examples, split_examples
+from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
 from ragtune.hardware import bf16_native
 
@@ -127,8 +128,8 @@ class Run:
         return self.out / "checkpoints"
 
 
-def finetune(dataset: str | Path | list[Example], model: str = "smollm2", out: str | Path = "runs/ft",
-             method: str = "lora", validation: str | Path | list[Example] | None = None, resume: bool = False,
+def finetune(dataset: str | Path | list[Example], model: str | None = None, out: str | Path = "runs/ft",
+             method: str | None = None, validation: str | Path | list[Example] | None = None, resume: bool = False,
              **hyperparameters: Any) -> FineTuneResult:
     """Fine-tune ``model`` on ``dataset`` and write the result to ``out``; keyword arguments are
     ``[finetune]`` settings (epochs, learning_rate, batch_size, max_seq_tokens, lora_r, ...)."""
@@ -154,12 +155,15 @@ def plan_run(n_train: int, s: FinetuneSettings, world: int) -> Plan:
 class FineTuner:
     """A model spec plus settings; ``fit`` trains on a dataset and saves a loadable folder."""
 
-    def __init__(self, model: str = "smollm2", method: str = "lora", settings: FinetuneSettings | None = None,
+    def __init__(self, model: str | None = None, method: str | None = None, settings: FinetuneSettings | None = None,
                  device: str = "cpu", **overrides: Any):
-        base_settings = settings or load_settings().finetune
+        # None: the value from ragtune.toml / RAGTUNE_* (generator.model, finetune.method), never a second default
+        loaded = load_settings() if settings is None or model is None else Settings()
+        base_settings = settings or loaded.finetune
+        model = model or loaded.generator.model
         try:
-            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(), "method": method,
-                                                             **overrides})
+            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(),
+                                                             **({"method": method} if method else {}), **overrides})
         except ValidationError as e:
             err = e.errors()[0]
             raise ConfigError(f"finetune setting '{'.'.join(map(str, err['loc']))}': {err['msg']} "
@@ -222,10 +226,9 @@ class FineTuner:
         return Data(name, train_ex, val_ex, train_enc, val_enc, probe, stats)
 
     def _resume(self, run: Run, start: Path) -> None:
-        saved = checkpoint.restore(start, run.model, run.optimizer, run.scheduler, run.accelerator)
-        if saved["fingerprint"] != run.state.fingerprint:
-            raise InputError(f"{start}: was made with other data or settings; resume with the same ones "
-                             "or choose another --out")
+        # another run's checkpoint (other data or settings) is refused before its weights touch the model
+        saved = checkpoint.restore(start, run.model, run.optimizer, run.scheduler, run.accelerator,
+                                   fingerprint=run.state.fingerprint)
         run.state = TrainState.restored(saved)
         if run.accelerator.is_main_process and (start / "best.safetensors").is_file():
             # the best weights as of this checkpoint (a later, lost "best" is recomputed identically)
@@ -254,6 +257,7 @@ class FineTuner:
             loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
             st.tokens += sum(len(e.input_ids) for e in chunk)
             st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
+            check_divergence([h["loss"] for h in st.history], plan.learning_rate)
             tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
             bar.update(1)

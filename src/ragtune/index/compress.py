@@ -11,7 +11,7 @@ SentenceEmbeddingOptimizer, with a lexical term added (names and numbers matter 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
