@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section  # noqa: E402
-
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
+from _report import append_section  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.index.knowledge_base import KnowledgeBase  # noqa: E402
 from ragtune.types import Document  # noqa: E402
