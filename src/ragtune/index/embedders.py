@@ -31,7 +31,11 @@ PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 @runtime_checkable
 class Embedder(Protocol):
     name: str  # identifies the model, stored with the index so a mismatch is caught
-    dimension: int
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector (may load the model)."""
+        ...
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Return a float32 array (len(texts), dimension), rows L2-normalised."""
