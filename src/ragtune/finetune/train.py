@@ -330,7 +330,9 @@ class FineTuner:
             "processes": run.accelerator.num_processes, "seconds": round(st.seconds, 2),
             "tokens_per_second": st.tokens / max(st.seconds, 1e-9), "tokens": st.tokens,
             "precision": "bf16 autocast" if run.bf16 else "fp32",
-            "plan": asdict(run.plan), "hyperparameters": s.model_dump(),
+            # the values used: an unset learning rate or evaluation interval shows what the plan chose
+            "plan": asdict(run.plan), "hyperparameters": {**s.model_dump(), "learning_rate": run.plan.learning_rate,
+                                                          "eval_every": run.plan.eval_every},
             "data": {"train_source": d.source, "train_examples": len(d.train), "validation_examples": len(d.val),
                      "hash": dataset_hash(d.train + d.val), **d.stats},
         }
