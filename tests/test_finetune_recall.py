@@ -12,18 +12,8 @@ PHRASINGS = ["What is the {a} of {c}?", "Tell me the {a} of {c}.", "Which is {c}
              "Do you know the {a} of {c}?", "Name the {a} of {c}."]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a busy shared machine two threads spend their time waiting for each other (measured 5x slower).
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.integration
+@pytest.mark.usefixtures("one_torch_thread")  # on a busy machine two threads mostly wait for each other
 def test_default_settings_teach_four_facts_from_24_examples(tmp_path):
     import ragtune
     from ragtune.config import FinetuneSettings

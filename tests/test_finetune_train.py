@@ -19,13 +19,7 @@ from ragtune.finetune.train import FineTuner
 COLOURS = ["red", "blue", "green", "amber"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: one thread avoids spin-waiting on a busy machine; restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: one thread is fastest
 
 
 @pytest.fixture(scope="module")
