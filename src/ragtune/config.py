@@ -37,6 +37,7 @@ class EmbedderSettings(Section):
     api_key_env: str = "OPENAI_API_KEY"
     batch_size: int = 64
     device: str = "cpu"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 weights where the hardware has bf16
 
 
 class StoreSettings(Section):
@@ -91,7 +92,7 @@ class FinetuneSettings(Section):
     # Bounds are checked here, once, for ragtune.toml, RAGTUNE_FINETUNE__* and flags alike.
     method: Literal["lora", "full"] = "lora"
     epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(2e-4, gt=0, le=MAX_LEARNING_RATE)
+    learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE)  # None: 1e-3 LoRA, 5e-5 full
     batch_size: int = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
     max_seq_tokens: int = Field(256, ge=8)
@@ -99,11 +100,12 @@ class FinetuneSettings(Section):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
-    eval_every: int = Field(20, ge=1)  # optimizer steps between validation-loss evaluations
+    eval_every: int | None = Field(None, ge=1)  # steps between validation evaluations (None: 10 per run)
     save_every: int = Field(20, ge=1)  # optimizer steps between resumable checkpoints
     patience: int = Field(3, ge=0)  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (overrides epochs when smaller)
+    min_steps: int = Field(30, ge=0)  # at least this many optimizer steps, however small the data (max_steps wins)
     warmup_fraction: float = Field(0.05, ge=0, lt=1)  # linear warm-up share of the steps, then linear decay
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
@@ -113,6 +115,7 @@ class FinetuneSettings(Section):
     merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
     loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
     eval_max_examples: int = Field(256, ge=1)  # cap on validation (and train-loss probe) examples per evaluation
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16
     # warn when validation loss ends this many times above its best, or the gap is this wide
     overfit_ratio: float = Field(1.25, ge=1)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from ragtune.atomic import atomic_write_json
 from ragtune.errors import ModelError
 
@@ -38,19 +36,9 @@ def resolve_spec(spec: str) -> str:
 
 def load_base(spec: str, device: str = "cpu"):
     """(model, tokenizer) for an alias, HF folder, .gguf or adapter folder, in fp32 for CPU training."""
-    try:
-        from ragtune.models.loading import load_model_and_tokenizer
-    except ImportError:  # the shared resolver is not installed: plain HF folders still work
-        load_model_and_tokenizer = None
-    if load_model_and_tokenizer is not None:
-        model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype="float32")
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ragtune.models.loading import load_model_and_tokenizer
 
-        if not Path(spec).is_dir():
-            raise ModelError(f"{spec}: not a model folder; pass a local Hugging Face folder")
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(spec)
+    model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype="float32")
     if hasattr(model, "peft_config"):  # a fine-tuned adapter as the start: train on its merged weights
         model = model.merge_and_unload()
     model.to(device)
