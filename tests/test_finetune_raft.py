@@ -51,36 +51,55 @@ def _passages(prompt: str) -> list[str]:
     return [p.split("] ", 1)[1] for p in body.split("\n\n")]
 
 
-def test_training_prompt_is_byte_identical_to_the_inference_prompt():
-    kb = WordKB(30)
-    examples, _ = raft_examples(_examples(10), kb, _settings(distractors=3, gold_share=1.0))
-    by_text = {h.text: h for h in kb.hits}
-    for ex in examples:
-        shown = [by_text[t] for t in _passages(ex.messages[1]["content"])]
+@pytest.mark.parametrize("context_sentences", [0, 3])
+def test_training_prompt_is_byte_identical_to_the_inference_prompt(monkeypatch, context_sentences):
+    """For the passages RAFT chose, `RAG.prepare` at answer time sends exactly the training prompt (with context
+    compression on or off)."""
+    shown: list = []
+    build = RAG.build
+
+    def recording(self, question, hits):
+        shown.append(list(hits))
+        return build(self, question, hits)
+
+    monkeypatch.setattr(RAG, "build", recording)
+    settings = _settings(distractors=3, gold_share=1.0)
+    settings.rag.context_sentences = context_sentences
+    examples, _ = raft_examples(_examples(10), WordKB(30), settings)
+    monkeypatch.setattr(RAG, "build", build)
+    for ex, hits in zip(examples, shown):
 
         class Fixed:  # a retriever that returns exactly these passages, in this order
             def search(self, query, k=5, where=None):
-                return shown
+                return hits
 
         question = ex.messages[1]["content"].rsplit("Question: ", 1)[1]
-        assert RAG(Fixed(), None, Settings()).prepare(question).messages == ex.messages[:-1]
+        assert RAG(Fixed(), None, settings).prepare(question, k=len(hits)).messages == ex.messages[:-1]
+    if context_sentences == 0:  # whole passages: the prompt holds them verbatim
+        assert all(h.text in examples[0].messages[1]["content"] for h in shown[0])
+
+
+def _whole_passages(**raft) -> Settings:
+    s = _settings(**raft)
+    s.rag.context_sentences = 0
+    return s
 
 
 def test_gold_share_and_distractor_count_hold_over_a_seeded_set():
-    examples, stats = raft_examples(_examples(200), WordKB(200), _settings(distractors=4, gold_share=0.8))
+    examples, stats = raft_examples(_examples(200), WordKB(200), _whole_passages(distractors=4, gold_share=0.8))
     with_gold = [ex for ex in examples if re.search(r"\[\d\]$", ex.messages[-1]["content"])]
     assert 0.72 <= len(with_gold) / 200 <= 0.88
     assert stats.gold_in_prompt == len(with_gold) and stats.gold_found == stats.gold_by_source == 200
     for ex in examples:
         n_passages = len(_passages(ex.messages[1]["content"]))
         assert n_passages == (5 if ex in with_gold else 4)
-    again, _ = raft_examples(_examples(200), WordKB(200), _settings(distractors=4, gold_share=0.8))
+    again, _ = raft_examples(_examples(200), WordKB(200), _whole_passages(distractors=4, gold_share=0.8))
     assert [e.messages for e in again] == [e.messages for e in examples]  # seeded: a resumed run rebuilds the same
 
 
 @pytest.mark.parametrize("with_source", [True, False])
 def test_no_gold_passage_is_ever_a_distractor_and_the_target_cites_the_gold(with_source):
-    examples, stats = raft_examples(_examples(40, with_source), WordKB(40), _settings(distractors=3, gold_share=0.5))
+    examples, stats = raft_examples(_examples(40, with_source), WordKB(40), _whole_passages(distractors=3, gold_share=0.5))
     assert stats.gold_found == 40
     for ex in examples:
         answer = ex.messages[-1]["content"]
@@ -92,7 +111,7 @@ def test_no_gold_passage_is_ever_a_distractor_and_the_target_cites_the_gold(with
 
 
 def test_reasoning_target_quotes_the_supporting_sentence():
-    examples, _ = raft_examples(_examples(5), WordKB(10), _settings(distractors=2, gold_share=1.0, reasoning=True))
+    examples, _ = raft_examples(_examples(5), WordKB(10), _whole_passages(distractors=2, gold_share=1.0, reasoning=True))
     target = examples[0].messages[-1]["content"]
     assert re.fullmatch(r'\[(\d)\] says: "The code of item 0 is amber0\."\nAnswer: amber0 \[\1\]', target), target
 
