@@ -96,14 +96,16 @@ def show_answer(rag, question: str, k: int | None = None, stream: bool = True) -
     console.print(f"\n[bold cyan]Q:[/] {escape(question)}")
     console.print("[bold cyan]A:[/] ", end="")
     if stream:
-        answer = None
+        final: Answer | None = None
         for piece in rag.stream(question, k=k):
             if isinstance(piece, Answer):
-                answer = piece
+                final = piece
             else:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
         sys.stdout.write("\n")
+        assert final is not None, "RAG.stream always ends with the Answer"
+        answer = final
     else:
         answer = rag.ask(question, k=k)
         console.print(escape(answer.text))

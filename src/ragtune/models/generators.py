@@ -53,7 +53,8 @@ class TransformersGenerator(LocalGenerator):
         self.static_cache = static_cache
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
-                         eos_ids=eos if isinstance(eos, list) else [eos], repeat_ngram=repeat_ngram, stop=stop)
+                         eos_ids=eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [],
+                         repeat_ngram=repeat_ngram, stop=stop)
 
     def _tokens(self, prompt: list[int], max_new_tokens: int, temperature: float) -> Iterator[int]:
         import torch

@@ -191,7 +191,7 @@ def cached_gguf_conversion(source: ModelSource) -> Path:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
             # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(tmp, safe_serialization=True)
@@ -212,7 +212,7 @@ def _load_hf_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
                                                      use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
         raise _unloadable(folder, e) from e
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers' stub of .to
 
 
 def _load_tokenizer(folder: Path) -> Any:
@@ -236,7 +236,7 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
         from peft import PeftModel
     except ImportError:
         raise ModelError(f"adapter '{source.path}': needs peft; pip install 'ragtune[finetune]'") from None
-    model, tokenizer = load_model_and_tokenizer(source.base, device=device, dtype=dtype)
+    model, tokenizer = load_model_and_tokenizer(source.base or "", device=device, dtype=dtype)
     if (source.path / "tokenizer_config.json").is_file():  # fine-tuning may have changed the chat template
         tokenizer = _load_tokenizer(source.path)
     try:
