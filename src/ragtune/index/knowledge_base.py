@@ -25,9 +25,9 @@ from ragtune.config import Settings, load_settings
 from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.index.embedders import Embedder, make_embedder
 from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
-from ragtune.index.manifest import Manifest, SourceInfo
+from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
-from ragtune.index.stores import make_store
+from ragtune.index.stores import VectorStore, is_url, make_store, redact
 from ragtune.types import Document, Hit
 
 BATCH_CHUNKS = 512  # chunks per committed batch: bounds the work a crash can lose
@@ -40,22 +40,25 @@ class KnowledgeBase:
     """Opens (or creates) the knowledge base in ``path``."""
 
     def __init__(self, path: str | Path, settings: Settings | None = None, embedder: Embedder | None = None):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"{self.path}: is a file, not a knowledge-base folder; pass a folder with --kb")
-        self.path.mkdir(parents=True, exist_ok=True)
+        url = str(path) if is_url(path) else None  # a postgresql:// URL: the kb lives in that database
+        self.path = None if url else Path(path)
+        if self.path is not None:
+            if self.path.exists() and not self.path.is_dir():
+                raise InputError(f"{self.path}: is a file, not a knowledge-base folder; pass a folder with --kb")
+            self.path.mkdir(parents=True, exist_ok=True)
         self.settings = settings or load_settings(self.path)
+        self.url = url = url or self.settings.store.url  # store.url in ragtune.toml also points a folder at a server
+        self.name = redact(url) if url else str(self.path)  # for messages: never a password
         self._embedder = embedder or make_embedder(self.settings.embedder)  # cheap: the model loads lazily
         self._chunker = None
         self._reranker = None
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.manifest = Manifest(self.path)
+        self.store, self.manifest = _open_storage(self.path, url, self.settings)
         recorded = self.manifest.embedder.get("name")
         if recorded and recorded != self._embedder.name:
             raise ConfigError(
-                f"{self.path}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
+                f"{self.name}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
                 "set embedder.model back, or ingest into a new --kb folder")
-        self.store = make_store(self.settings.store.backend, self.path)
         if self.manifest.interrupted:
             with self._lock(wait=False) as mine:
                 if mine:  # else another process is writing right now: its journal is not a crash
@@ -70,7 +73,7 @@ class KnowledgeBase:
         return self.store.count()
 
     def __repr__(self) -> str:
-        return f"KnowledgeBase({str(self.path)!r}, sources={len(self.manifest.sources)})"
+        return f"KnowledgeBase({self.name!r}, sources={len(self.manifest.sources)})"
 
     def sources(self) -> list[SourceInfo]:
         """What is in the knowledge base, by source name."""
@@ -115,8 +118,8 @@ class KnowledgeBase:
         with self._lock():
             self.manifest.load()
             if source not in self.manifest.sources:
-                raise InputError(f"source '{source}': not in the knowledge base {self.path}; "
-                                 f"list the names with: ragtune sources --kb {self.path}")
+                raise InputError(f"source '{source}': not in the knowledge base {self.name}; "
+                                 f"list the names with: ragtune sources --kb {self.name}")
             self.manifest.begin([source])
             removed = self.store.delete(source)
             del self.manifest.sources[source]
@@ -179,7 +182,7 @@ class KnowledgeBase:
             self.manifest.embedder = {"name": self.embedder.name, "dimension": int(self.embedder.dimension)}
             self.manifest.save()
         elif self.manifest.embedder.get("dimension") != self.embedder.dimension:
-            raise ConfigError(f"{self.path}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
+            raise ConfigError(f"{self.name}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
                               f"embedder '{self.embedder.name}' gives {self.embedder.dimension}-d; "
                               "ingest into a new --kb folder")
         commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
@@ -202,6 +205,10 @@ class KnowledgeBase:
     @contextmanager
     def _lock(self, wait: bool = True) -> Iterator[bool]:
         """One writer per knowledge base at a time (a second `ragtune ingest` waits); yields whether it is held."""
+        if self.url:  # a database: its advisory lock
+            with self.store.writer(wait) as held:
+                yield held
+            return
         with open(self.path / ".lock", "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -260,6 +267,14 @@ class KnowledgeBase:
 
             self._reranker = Reranker.from_settings(self.settings.retrieval)
         return self._reranker
+
+
+def _open_storage(folder: Path | None, url: str | None, settings: Settings) -> tuple[VectorStore, Manifest]:
+    """The store and manifest: both in the folder (LanceDB + manifest.json) or both in the database."""
+    if url is None:
+        return make_store(settings.store.backend, folder, settings.store), Manifest(folder)
+    store = make_store("postgres", url, settings.store)
+    return store, PgManifest(store)
 
 
 def _file_sha256(path: Path) -> str | None:
