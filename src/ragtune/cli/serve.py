@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base folder (default: ./kb if it exists). "
+    kb: Optional[str] = typer.Option(None, "--kb", help="Knowledge-base folder or postgresql:// URL (default: ./kb "
+                                     "if it exists). "
                                       "Enables the 'rag' configurations and the upload/search API."),
     model: Optional[str] = typer.Option(None, "--model", help="Base model: packaged alias (smollm2), HF folder "
                                         "or .gguf (default: generator.model)."),
@@ -35,7 +36,7 @@ def serve(
     from ragtune.serve.logs import setup_logging
     from ragtune.serve.security import api_key_from_env, check_bind
 
-    kb_dir = kb if kb is not None else (Path("kb") if (Path("kb") / "manifest.json").is_file() else None)
+    kb_dir = kb if kb is not None else ("kb" if (Path("kb") / "manifest.json").is_file() else None)
     settings = load_settings(kb_dir, overrides={
         "generator.model": model, "serve.host": host, "serve.port": port,
         "serve.finetuned": str(finetuned) if finetuned else None, "serve.report_dir": str(report) if report else None})
@@ -63,7 +64,9 @@ def serve(
 
     from ragtune.serve.app import create_app
 
-    app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings, kb_dir=kb_dir,
+    # a database kb has no folder for uploaded files (a folder whose ragtune.toml sets store.url has)
+    app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings,
+                     kb_dir=getattr(knowledge_base, "path", None),
                      report_dir=s.report_dir, api_key=api_key)
     shown = f"[{s.host}]" if ":" in s.host else s.host
     typer.secho(f"ragtune serving on http://{shown}:{s.port}/  (Ctrl+C stops after in-flight ingestion)",

@@ -25,6 +25,7 @@ from ragtune.evaluate.resources import max_rss_mb, measure
 from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import default_rag, load_model, model_name
+from ragtune.index.stores import is_url
 
 VARIANTS = ("base", "rag", "finetuned", "finetuned+rag")
 RagFactory = Callable[[Any, Any, Settings], Any]  # (kb or None, generator, settings) -> object with .ask(q) -> Answer
@@ -42,7 +43,7 @@ def open_kb(kb: Any, qa: QASet, out: Path, settings: Settings, kb_factory: KBFac
     if kb is None and not qa.documents:
         return None
     if kb is None or isinstance(kb, (str, Path)):
-        kb = kb_factory(Path(kb) if kb is not None else out / "kb", settings, None)
+        kb = kb_factory(kb if is_url(kb) else Path(kb) if kb is not None else out / "kb", settings, None)
     if qa.documents:
         kb.add_documents(qa.documents)
     return kb

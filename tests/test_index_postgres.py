@@ -1,0 +1,105 @@
+"""A knowledge base in PostgreSQL: the same ingest / search / remove as a folder, atomic batches,
+selection by URL or store.url, passwords never shown, the CLI on a database URL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ragtune.config import load_settings
+from ragtune.errors import ConfigError
+from ragtune.index.embedders import SentenceTransformerEmbedder
+from ragtune.index.knowledge_base import KnowledgeBase
+from ragtune.index.stores import redact
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_embedder_dir):
+    return SentenceTransformerEmbedder(str(tiny_embedder_dir))
+
+
+@pytest.fixture
+def docs(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "solar.md").write_text("# Solar\n\nThe Zephyr panel charges the battery in four hours.\n\n"
+                                     "Reset the inverter by holding the red button for ten seconds.\n")
+    (folder / "cats.txt").write_text("Cats sleep for most of the afternoon and hunt at dusk.\n")
+    (folder / "warranty.txt").write_text("The Zephyr battery warranty lasts twelve years.\n")
+    return folder
+
+
+def test_ingest_search_remove_and_reopen(pg_url, docs, tiny, tmp_path):
+    kb = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)
+    assert kb.path is None and len(kb) == 0
+    report = kb.add([docs])
+    assert sorted(i.status for i in report) == ["added"] * 3 and report.embedded == len(kb)
+    assert kb.add([docs]).unchanged and len(kb.add([docs]).unchanged) == 3
+    for mode in ("hybrid", "dense", "lexical"):
+        assert kb.search("warranty years", k=2, mode=mode)
+    top = kb.search("How long is the battery warranty?", k=1)[0]
+    assert top.source.endswith("warranty.txt") and top.metadata["lexical_score"] > 0
+    assert {h.source for h in kb.search("battery", k=5, where={"source": top.source})} == {top.source}
+    (docs / "cats.txt").write_text("Dogs bark at the postman.\n")
+    assert [i.status for i in kb.add([docs / "cats.txt"])] == ["updated"]
+    assert kb.remove(f"{docs}/solar.md") >= 1
+    again = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)  # a second process's view
+    assert sorted(s.source for s in again.sources()) == [f"{docs}/cats.txt", f"{docs}/warranty.txt"]
+    assert [c.text for c in again.store.chunks() if "cats" in c.source] == ["Dogs bark at the postman."]
+    assert len(again) == sum(s.chunks for s in again.sources())
+
+
+def test_a_failing_batch_leaves_store_and_manifest_unchanged(pg_url, docs, tiny, monkeypatch):
+    kb = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)
+    kb.add([docs / "cats.txt"])
+    before = (len(kb), [s.source for s in kb.sources()])
+
+    def broken(source, keep_version=None):  # after the upsert, inside the batch's transaction
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(kb.store, "delete", broken)
+    with pytest.raises(RuntimeError):
+        kb.add([docs / "solar.md", docs / "warranty.txt"])
+    fresh = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)
+    assert (len(fresh), [s.source for s in fresh.sources()]) == before
+
+
+def test_store_url_in_the_folder_settings_selects_the_database(pg_url, docs, tiny, tmp_path):
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "ragtune.toml").write_text(f'[store]\nurl = "{pg_url}"\n')
+    kb = KnowledgeBase(folder, embedder=tiny)
+    kb.add([docs / "cats.txt"])
+    assert not (folder / "manifest.json").exists() and not (folder / "lance").exists()
+    assert len(KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny).sources()) == 1
+
+
+def test_passwords_are_never_shown(monkeypatch):
+    assert redact("postgresql://ann:s3cret@db.example/kb") == "postgresql://ann:***@db.example/kb"
+    assert "s3cret" not in redact("postgresql://ann@db/kb?password=s3cret&sslmode=require")
+    monkeypatch.setenv("PGPASSWORD", "s3cret")
+    with pytest.raises(ConfigError) as e:
+        KnowledgeBase("postgresql://ann:s3cret@/kb?host=/nonexistent-socket-dir", settings=load_settings(None))
+    assert "cannot connect" in str(e.value) and "s3cret" not in str(e.value)
+
+
+def test_cli_ingest_search_sources_on_a_database_url(pg_url, docs, tiny_embedder_dir, monkeypatch, tmp_path):
+    from ragtune.cli import kb as kb_cli
+
+    app = typer.Typer()
+    kb_cli.register(app)
+    monkeypatch.setenv("RAGTUNE_EMBEDDER__MODEL", str(tiny_embedder_dir))
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke
+    missing = run(app, ["sources", "--kb", pg_url])
+    assert missing.exit_code == 1 and "no knowledge base in this database" in str(missing.exception)
+    out = run(app, ["ingest", str(docs), "--kb", pg_url])
+    assert out.exit_code == 0, out.output
+    assert "3 added" in out.output and redact(pg_url) in out.output
+    hits = json.loads(run(app, ["search", "battery warranty", "--kb", pg_url, "--json"]).output)
+    assert hits[0]["source"].endswith("warranty.txt")
+    assert len(json.loads(run(app, ["sources", "--kb", pg_url, "--json"]).output)) == 3
+    assert not (tmp_path / "kb").exists()  # nothing written to a folder
