@@ -103,3 +103,28 @@ def test_cli_ingest_search_sources_on_a_database_url(pg_url, docs, tiny_embedder
     assert hits[0]["source"].endswith("warranty.txt")
     assert len(json.loads(run(app, ["sources", "--kb", pg_url, "--json"]).output)) == 3
     assert not (tmp_path / "kb").exists()  # nothing written to a folder
+
+
+def test_migrate_copies_an_embedded_kb_with_its_vectors(pg_url, docs, tiny_embedder_dir, monkeypatch, tmp_path):
+    from ragtune.cli import kb as kb_cli
+
+    app = typer.Typer()
+    kb_cli.register(app)
+    monkeypatch.setenv("RAGTUNE_EMBEDDER__MODEL", str(tiny_embedder_dir))
+    run = CliRunner().invoke
+    folder = tmp_path / "kb"
+    assert run(app, ["ingest", str(docs), "--kb", str(folder)]).exit_code == 0
+    out = run(app, ["kb", "migrate", str(folder), pg_url, "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["sources"] == 3 and report["embedded"] == 0  # vectors came from the folder, not re-embedded
+    settings = load_settings(None, {"embedder.model": str(tiny_embedder_dir)})
+    src, dst = KnowledgeBase(folder, settings=settings), KnowledgeBase(pg_url, settings=settings)
+    assert report["chunks"] == len(src) == len(dst)
+    assert [(c.id, c.text) for c in src.store.chunks()] == [(c.id, c.text) for c in dst.store.chunks()]
+    assert [(s.source, s.sha256, s.chunks) for s in src.sources()] == [(s.source, s.sha256, s.chunks) for s in dst.sources()]
+    query = "How long is the battery warranty?"
+    assert [(h.id, round(h.score, 4)) for h in src.search(query, mode="dense")] == \
+        [(h.id, round(h.score, 4)) for h in dst.search(query, mode="dense")]
+    assert run(app, ["kb", "migrate", str(folder), pg_url]).exit_code == 0  # again: nothing duplicated
+    assert len(KnowledgeBase(pg_url, settings=settings)) == len(src)

@@ -169,9 +169,26 @@ def _save_overrides(path: Path, overrides: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def migrate(source: str = typer.Argument(..., help="The knowledge base to copy (a folder or URL)."),
+            target: str = typer.Argument(..., help="Where to: postgresql://user@host/db (or a folder)."),
+            as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Copy a knowledge base, vectors included, into PostgreSQL; then verify counts and chunk ids."""
+    from ragtune.index.migrate import migrate as run
+
+    report = run(source, target)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=1))
+        return
+    _console().print(f"copied {report.sources} sources, {report.chunks} chunks from {report.source} to "
+                     f"{report.target} ({report.embedded} embedded now); counts and ids verified")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(search)
     app.command()(sources)
     app.command()(remove)
     app.command()(config)
+    admin = typer.Typer(help="Knowledge-base administration: migrate.", no_args_is_help=True)
+    admin.command("migrate")(migrate)
+    app.add_typer(admin, name="kb")
