@@ -42,12 +42,20 @@ def _console(stderr: bool = False):
 def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
            kb: str = KB_OPTION,
            tag: List[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
-           as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON.")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON."),
+           ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+                                             help="Read, chunk and embed on Ray: a local instance, or the cluster "
+                                                  "at ADDRESS (auto, ray://head:10001). Put it last.")) -> None:
     """Add files to the knowledge base: unchanged files are skipped, changed ones replaced."""
     from rich.table import Table
 
     knowledge_base = _open(kb, create=True)
-    report = knowledge_base.add(paths, tags=tag or None)
+    if ray is not None:
+        from ragtune.index.ray_ingest import add_with_ray
+
+        report = add_with_ray(knowledge_base, paths, tags=tag or None, address=None if ray == "local" else ray)
+    else:
+        report = knowledge_base.add(paths, tags=tag or None)
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
     else:

@@ -24,7 +24,7 @@ import numpy as np
 from ragtune.config import Settings, load_settings
 from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.index.embedders import Embedder, make_embedder
-from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
+from ragtune.index.ingest import IngestReport, Pending, SourceStatus, chunk_document, commit, prepare_file
 from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
 from ragtune.index.stores import VectorStore, is_url, make_store, redact
@@ -84,20 +84,14 @@ class KnowledgeBase:
     def add(self, paths: Iterable[str | Path] | str | Path, tags: list[str] | None = None,
             progress: bool | None = None) -> IngestReport:
         """Ingest files and folders; unchanged files cost nothing, a failed file never stops the batch."""
-        from ragtune.documents import iter_files, load
+        from ragtune.documents import iter_files
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
         files = list(iter_files(paths))
 
         def prepare(item: tuple[Path, str]) -> Pending | SourceStatus:
-            path, source = item
-            known = self.manifest.sources.get(source)
-            if known and _file_sha256(path) == known.sha256:
-                return SourceStatus(source, "unchanged", known.chunks)  # no loading, no embedding
-            document = load(path, source)
-            sha = document.metadata.get("sha256") or _file_sha256(path)
-            return self._chunked(document, sha, tags)
+            return prepare_file(item, self.manifest.sources.get(item[1]), self.chunker, tags)
 
         return self._ingest(files, lambda item: item[1], prepare, progress)
 
@@ -129,13 +123,7 @@ class KnowledgeBase:
         return removed
 
     def _chunked(self, document: Document, sha: str, tags: list[str] | None) -> Pending | SourceStatus:
-        if tags:
-            document.metadata["tags"] = sorted(set(document.metadata.get("tags") or []) | set(tags))
-        chunks = self.chunker(document)
-        if not chunks:
-            return SourceStatus(document.source, "failed", reason=f"{document.source}: no text to index; "
-                                "check that the file has readable text")
-        return Pending(document, sha, chunks)
+        return chunk_document(self.chunker, document, sha, tags)
 
     @property
     def chunker(self):
@@ -275,13 +263,6 @@ def _open_storage(folder: Path | None, url: str | None, settings: Settings) -> t
         return make_store(settings.store.backend, folder, settings.store), Manifest(folder)
     store = make_store("postgres", url, settings.store)
     return store, PgManifest(store)
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def _interactive(progress: bool | None) -> bool:
