@@ -128,3 +128,34 @@ def test_migrate_copies_an_embedded_kb_with_its_vectors(pg_url, docs, tiny_embed
         [(h.id, round(h.score, 4)) for h in dst.search(query, mode="dense")]
     assert run(app, ["kb", "migrate", str(folder), pg_url]).exit_code == 0  # again: nothing duplicated
     assert len(KnowledgeBase(pg_url, settings=settings)) == len(src)
+
+
+def test_two_ingest_processes_into_one_database_both_finish(pg_url, tiny_embedder_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folders = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(6):
+            (folder / f"{name}{i}.txt").write_text(f"Document {name}{i}: the Zephyr unit {i} of team {name} "
+                                                   f"charges in {i + 1} hours.\n")
+        folders.append(folder)
+    shared = tmp_path / "shared.md"
+    shared.write_text("# Shared\n\nBoth writers ingest this file; it must be stored once.\n")
+    env = os.environ | {"RAGTUNE_EMBEDDER__MODEL": str(tiny_embedder_dir), "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "ragtune.cli.main", "ingest", str(f), str(shared),
+                               "--kb", pg_url, "--json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for f in folders]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    reports = [json.loads(out) for out, _ in outputs]
+    shared_status = sorted(next(i["status"] for i in r if i["source"].endswith("shared.md")) for r in reports)
+    assert shared_status == ["added", "unchanged"]  # the second writer waited, then saw the first one's work
+    kb = KnowledgeBase(pg_url, settings=load_settings(None, {"embedder.model": str(tiny_embedder_dir)}))
+    sources = kb.sources()
+    assert len(sources) == 13 and len(kb) == sum(s.chunks for s in sources)
+    ids = [c.id for c in kb.store.chunks()]
+    assert len(ids) == len(set(ids)) and kb.store.source_versions() == {(s.source, s.sha256): s.chunks for s in sources}
