@@ -149,13 +149,27 @@ class StopOnRepeat:
         return len(sentences) >= 2 and sentences[-1] in sentences[:-1]
 
 
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _retry_delay(response: Any, backoff: float) -> float:
+    """The server's Retry-After (seconds, capped at a minute) when it gives one, else the backoff."""
+    try:
+        return min(60.0, max(0.0, float(response.headers.get("retry-after", ""))))
+    except ValueError:
+        return backoff
+
+
 class OpenAIChatGenerator:
     """Any OpenAI-compatible chat endpoint, over plain HTTP (httpx); streams server-sent events."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, timeout: float = 120.0) -> None:
+                 temperature: float = 0.0, timeout: float = 120.0, retries: int = 4,
+                 backoff_s: float = 0.5) -> None:
         import httpx
 
+        self.retries, self.backoff_s = retries, backoff_s  # on 429 / 5xx: wait backoff_s · 2^attempt, then retry
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.max_new_tokens = max_new_tokens
@@ -206,10 +220,19 @@ class OpenAIChatGenerator:
     def _request(self, body: dict[str, Any], read: Any) -> Any:
         import httpx
 
-        try:
-            response = self._client.post("/chat/completions", json=body)
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from None
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.TransportError as e:
+                raise self._unreachable(e) from None
+            if not _retryable(response.status_code) or attempt == self.retries:
+                break
+            time.sleep(_retry_delay(response, self.backoff_s * 2 ** attempt))
+        if _retryable(response.status_code) and self.retries:
+            detail = response.text.strip().replace("\n", " ")[:200]
+            raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
+                             f"{self.retries + 1} times: {detail} (the endpoint is overloaded or failing; "
+                             "lower generator.concurrency or raise generator.retries)")
         self._check(response)
         return read(response)
 

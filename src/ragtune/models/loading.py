@@ -113,7 +113,8 @@ def load_generator(settings: GeneratorSettings | Settings | str | None = None, *
             raise ModelError("generator.backend is 'openai' but generator.base_url is not set; "
                              "set it, e.g. RAGTUNE_GENERATOR__BASE_URL=http://localhost:11434/v1")
         return OpenAIChatGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
-                                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
+                                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                   retries=settings.retries)
     from ragtune.models.generators import TransformersGenerator
 
     device = resolve_device(settings.device)
