@@ -112,6 +112,12 @@ def dedupe(pairs: list[QAPair], threshold: float = 0.9) -> list[QAPair]:
 
 def load_chunks(path: str | Path, chunk_tokens: int = 256) -> list[Chunk]:
     """Chunks of a knowledge-base folder (as stored) or of documents (loaded and chunked now)."""
+    from ragtune.index.stores import is_url
+
+    if is_url(path):  # a knowledge base in PostgreSQL
+        from ragtune.index.knowledge_base import KnowledgeBase
+
+        return _kb_chunks(KnowledgeBase(path))
     path = Path(path)
     if (path / "manifest.json").is_file() and (path / "lance").is_dir():
         from ragtune.index.knowledge_base import KnowledgeBase
