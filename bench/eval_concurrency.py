@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _netns import in_namespace, rerun_in_namespace  # noqa: E402
 from _report import append_section  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -102,10 +101,9 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--command", default="python " + " ".join(sys.argv), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if os.environ.get("RAGTUNE_BENCH_NETNS") == "1":
+    if in_namespace():
         return run(args)
-    inner = " ".join([sys.executable] + [f"'{a}'" for a in sys.argv] + [f"--command '{args.command}'"])
-    sys.exit(subprocess.call(["unshare", "-n", "sh", "-c", f"ip link set lo up && RAGTUNE_BENCH_NETNS=1 {inner}"]))
+    sys.exit(rerun_in_namespace(args.command))
 
 
 if __name__ == "__main__":
