@@ -74,3 +74,23 @@ def test_ray_ingestion_equals_single_process_ingestion(request, tmp_path, docs):
         assert [h.id for h in remote.search(query)] == [h.id for h in local.search(query)]
     finally:
         ray.shutdown()
+
+
+def test_cli_ray_option_selects_the_cluster(monkeypatch, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ragtune.cli import kb as kb_cli
+    from ragtune.index import ray_ingest
+    from ragtune.index.ingest import IngestReport
+
+    addresses = []
+    monkeypatch.setattr(ray_ingest, "add_with_ray",
+                        lambda kb, paths, tags=None, address=None, progress=None: addresses.append(address)
+                        or IngestReport())
+    app = typer.Typer()
+    kb_cli.register(app)
+    for value in ("local", "auto", "ray://head:10001"):
+        out = CliRunner().invoke(app, ["ingest", str(tmp_path), "--kb", str(tmp_path / "kb"), "--ray", value])
+        assert out.exit_code == 0, out.output
+    assert addresses == [None, "auto", "ray://head:10001"]

@@ -43,9 +43,9 @@ def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, 
            kb: str = KB_OPTION,
            tag: List[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
            as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON."),
-           ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-                                             help="Read, chunk and embed on Ray: a local instance, or the cluster "
-                                                  "at ADDRESS (auto, ray://head:10001). Put it last.")) -> None:
+           ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                             help="Read, chunk and embed on Ray: 'local' (a local instance), "
+                                                  "'auto' (this machine's cluster) or ray://head:10001.")) -> None:
     """Add files to the knowledge base: unchanged files are skipped, changed ones replaced."""
     from rich.table import Table
 

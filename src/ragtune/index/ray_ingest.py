@@ -1,6 +1,6 @@
 """Ingestion on a Ray cluster: files are read, chunked and embedded as Ray Data tasks; the driver writes.
 
-    ragtune ingest docs/ --kb postgresql://... --ray            # a local Ray instance on this machine's CPUs
+    ragtune ingest docs/ --kb postgresql://... --ray local      # a local Ray instance on this machine's CPUs
     ragtune ingest docs/ --kb postgresql://... --ray auto       # the cluster this machine belongs to
     ragtune ingest docs/ --kb ... --ray ray://head:10001        # a remote cluster through Ray Client
 

@@ -149,7 +149,8 @@ class PgStore:
 
     def _ensure(self, dimension: int | None) -> None:
         """Create the tables on the first write (under a lock: two first writers must not race)."""
-        if dimension is None and self._exists("ragtune_sources") or dimension and self.dimension:
+        done = self.dimension if dimension else self._exists("ragtune_sources")
+        if done:
             return
         with self._write.transaction():
             self._write.execute("SELECT pg_advisory_xact_lock(hashtext('ragtune:schema:' || current_schema()))")
