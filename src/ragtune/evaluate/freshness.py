@@ -91,7 +91,8 @@ def freshness_test(qa: QASet, kb: Any, models: dict[str, Any], variants: list[st
         return {"skipped": "the QA set brings no documents to change; use a SQuAD/APIBench-style folder"}
     changed, changed_docs, stale = changed_facts(qa, n_changed, seed)
     added, added_docs = new_facts(qa.metric, n_new)
-    copy = kb_factory(out / "freshness-kb", settings, getattr(kb, "embedder", None))
+    local = settings.model_copy(update={"store": settings.store.model_copy(update={"url": None, "backend": "lancedb"})})
+    copy = kb_factory(out / "freshness-kb", local, getattr(kb, "embedder", None))  # never the team's database
     copy.add_documents(qa.documents)  # incremental: a re-run finds it already indexed
     t0 = time.perf_counter()
     copy.add_documents(changed_docs + added_docs)  # changed text replaces, new sources are added
