@@ -154,8 +154,29 @@ def test_two_ingest_processes_into_one_database_both_finish(pg_url, tiny_embedde
     reports = [json.loads(out) for out, _ in outputs]
     shared_status = sorted(next(i["status"] for i in r if i["source"].endswith("shared.md")) for r in reports)
     assert shared_status == ["added", "unchanged"]  # the second writer waited, then saw the first one's work
+    assert sum("another process is writing" in err for _, err in outputs) <= 1
     kb = KnowledgeBase(pg_url, settings=load_settings(None, {"embedder.model": str(tiny_embedder_dir)}))
     sources = kb.sources()
     assert len(sources) == 13 and len(kb) == sum(s.chunks for s in sources)
     ids = [c.id for c in kb.store.chunks()]
     assert len(ids) == len(set(ids)) and kb.store.source_versions() == {(s.source, s.sha256): s.chunks for s in sources}
+
+
+def test_one_writer_at_a_time_and_the_waiter_is_told(pg_url, capsys):
+    import threading
+
+    from ragtune.index.stores import make_store
+
+    first, second = make_store("postgres", pg_url), make_store("postgres", pg_url)
+    entered = threading.Event()
+    with first.writer() as held:
+        assert held
+        with second.writer(wait=False) as other:
+            assert not other
+        waiter = threading.Thread(target=lambda: second.writer().__enter__() and entered.set())
+        waiter.start()
+        waiter.join(0.5)
+        assert not entered.is_set()  # still waiting for the first writer
+    waiter.join(10)
+    assert entered.is_set()
+    assert "another process is writing to this knowledge base; waiting" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -120,11 +121,12 @@ class PgStore:
     @contextmanager
     def writer(self, wait: bool = True) -> Iterator[bool]:
         """One writer per knowledge base: a session advisory lock; an unfinished batch is rolled back."""
-        if wait:
+        held = bool(self._write.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})").fetchone()[0])
+        if not held and wait:
+            print(f"{self.name}: another process is writing to this knowledge base; waiting for it to finish",
+                  file=sys.stderr, flush=True)
             self._write.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
             held = True
-        else:
-            held = bool(self._write.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})").fetchone()[0])
         try:
             yield held
         finally:
