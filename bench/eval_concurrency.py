@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _netns import in_namespace, rerun_in_namespace  # noqa: E402
+from _netns import main_in_namespace  # noqa: E402
 from _report import append_section  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -98,12 +98,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragtune-bench")
-    parser.add_argument("--no-report", action="store_true")
-    parser.add_argument("--command", default="python " + " ".join(sys.argv), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if in_namespace():
-        return run(args)
-    sys.exit(rerun_in_namespace(args.command))
+    main_in_namespace(parser, run)
 
 
 if __name__ == "__main__":

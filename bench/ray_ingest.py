@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _netns import in_namespace, rerun_in_namespace  # noqa: E402
+from _netns import main_in_namespace  # noqa: E402
 from _report import append_section  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -99,12 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="squad-v1.1-dev")
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--no-report", action="store_true")
-    parser.add_argument("--command", default="python " + " ".join(sys.argv), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if in_namespace():
-        return run(args)
-    sys.exit(rerun_in_namespace(args.command))
+    main_in_namespace(parser, run)
 
 
 if __name__ == "__main__":
