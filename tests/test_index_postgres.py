@@ -180,3 +180,14 @@ def test_one_writer_at_a_time_and_the_waiter_is_told(pg_url, capsys):
     waiter.join(10)
     assert entered.is_set()
     assert "another process is writing to this knowledge base; waiting" in capsys.readouterr().err
+
+
+def test_a_reader_reconnects_after_the_server_dropped_its_connection(pg_url, docs, tiny):
+    import psycopg
+
+    kb = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)
+    kb.add([docs])
+    n = len(kb)
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # as a server restart or a failover would
+        admin.execute("SELECT pg_terminate_backend(%s)", (kb.store._read.info.backend_pid,))
+    assert len(kb) == n and kb.search("battery warranty", k=1)

@@ -93,6 +93,25 @@ class PgStore:
         self.dimension = self._stored_dimension()
 
     # -- connections and transactions -------------------------------------------------------
+    def _rows(self, sql: str, params=None, ef_search: int | None = None) -> list[tuple]:
+        """Run a read on the reader connection; once reconnect if the server dropped it (restart, failover)."""
+        import psycopg
+
+        for attempt in (0, 1):
+            try:
+                if ef_search is not None and ef_search != self._ef:
+                    self._read.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+                    self._ef = ef_search
+                return self._read.execute(sql, params).fetchall()
+            except psycopg.OperationalError as e:
+                if not (self._read.broken or self._read.closed):
+                    raise
+                if attempt:
+                    raise ConfigError(f"{self.name}: lost the connection to PostgreSQL ({str(e).strip()[:200]}); "
+                                      "check that the server is up") from None
+                self._read, self._ef = _connect(self.url, self.settings.password_env), 0
+        return []
+
     @property
     def _write(self):
         if self._conn_write is None:
@@ -141,13 +160,13 @@ class PgStore:
 
     # -- schema -----------------------------------------------------------------------------
     def _exists(self, table: str) -> bool:
-        return self._read.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+        return self._rows("SELECT to_regclass(%s) IS NOT NULL", (table,))[0][0]
 
     def _stored_dimension(self) -> int:
         if not self._exists("ragtune_chunks"):
             return 0
-        return int(self._read.execute("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'ragtune_chunks'::regclass"
-                                      " AND attname = 'vector'").fetchone()[0])
+        return int(self._rows("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'ragtune_chunks'::regclass"
+                              " AND attname = 'vector'")[0][0])
 
     def _ensure(self, dimension: int | None) -> None:
         """Create the tables on the first write (under a lock: two first writers must not race)."""
@@ -208,20 +227,17 @@ class PgStore:
     def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         if not self._ready() or not len(text_hashes):
             return {}
-        rows = self._read.execute("SELECT text_hash, vector FROM ragtune_embeddings WHERE text_hash = ANY(%s)",
-                                  (list(dict.fromkeys(text_hashes)),)).fetchall()
+        rows = self._rows("SELECT text_hash, vector FROM ragtune_embeddings WHERE text_hash = ANY(%s)",
+                          (list(dict.fromkeys(text_hashes)),))
         return {h: _array(v) for h, v in rows}
 
     def dense_search(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[StoredHit]:
         if not self._ready():
             return []
         filters, params = _where(where)
-        ef = max(self.settings.ef_search, k)
-        if ef != self._ef:  # the HNSW candidate list must be at least k long
-            self._read.execute(f"SET hnsw.ef_search = {int(ef)}")
-            self._ef = ef
+        ef = max(self.settings.ef_search, k)  # the HNSW candidate list must be at least k long
         params |= {"v": np.asarray(vector, np.float32), "k": k}
-        rows = self._read.execute(DENSE_SQL.format(filters=filters), params).fetchall()
+        rows = self._rows(DENSE_SQL.format(filters=filters), params, ef_search=ef)
         return [self._hit(row) for row in rows]
 
     def lexical_search(self, query: str, k: int, where: dict | None = None) -> list[StoredHit]:
@@ -229,24 +245,23 @@ class PgStore:
         if not query.strip() or not self._ready():
             return []
         sql = BM25_SQL if self.settings.lexical_scoring == "bm25" else TS_RANK_SQL
-        rows = self._read.execute(sql.format(filters=filters), params | {"q": query, "k": k}).fetchall()
+        rows = self._rows(sql.format(filters=filters), params | {"q": query, "k": k})
         return [self._hit(row) for row in rows]
 
     def source_versions(self) -> dict[tuple[str, str], int]:
         if not self._ready():
             return {}
-        rows = self._read.execute("SELECT source, version, count(*) FROM ragtune_chunks GROUP BY 1, 2").fetchall()
+        rows = self._rows("SELECT source, version, count(*) FROM ragtune_chunks GROUP BY 1, 2")
         return {(s, v): n for s, v, n in rows}
 
     def chunks(self) -> list[Chunk]:
         if not self._ready():
             return []
-        rows = self._read.execute("SELECT id, source, text, position, metadata FROM ragtune_chunks "
-                                  "ORDER BY source, position, id").fetchall()
+        rows = self._rows("SELECT id, source, text, position, metadata FROM ragtune_chunks ORDER BY source, position, id")
         return [Chunk(i, s, t, p, m or {}) for i, s, t, p, m in rows]
 
     def count(self) -> int:
-        return self._read.execute("SELECT count(*) FROM ragtune_chunks").fetchone()[0] if self._ready() else 0
+        return self._rows("SELECT count(*) FROM ragtune_chunks")[0][0] if self._ready() else 0
 
     @staticmethod
     def _hit(row: tuple) -> StoredHit:
