@@ -191,3 +191,12 @@ def test_a_reader_reconnects_after_the_server_dropped_its_connection(pg_url, doc
     with psycopg.connect(pg_url, autocommit=True) as admin:  # as a server restart or a failover would
         admin.execute("SELECT pg_terminate_backend(%s)", (kb.store._read.info.backend_pid,))
     assert len(kb) == n and kb.search("battery warranty", k=1)
+
+
+def test_recorded_bm25_statistics_give_the_live_scores(pg_url, docs, tiny):
+    kb = KnowledgeBase(pg_url, settings=load_settings(None), embedder=tiny)
+    kb.add([docs])  # ends with optimize(): statistics recorded
+    recorded = [(h.id, round(h.score, 6)) for h in kb.store.lexical_search("battery warranty hours", 5)]
+    kb.store._write.execute("DELETE FROM ragtune_meta WHERE key = 'bm25'")  # back to live statistics
+    assert [(h.id, round(h.score, 6)) for h in kb.store.lexical_search("battery warranty hours", 5)] == recorded
+    assert recorded and all(score > 0 for _, score in recorded)

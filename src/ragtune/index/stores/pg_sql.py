@@ -3,7 +3,8 @@
 Search statements take ``{filters}`` (``AND ...`` conditions on ``c``) so filters apply before ranking.
 BM25 (k1 = 1.2, b = 0.75, Lucene's idf) is computed over the rows the filters allow: term
 frequencies from the ``tsv`` positions, document length from ``doc_len``, document frequencies from
-the rows matching any query term (exactly the rows containing that term).
+the rows matching any query term (exactly the rows containing that term); document count and
+average length from the filtered rows, or for an unfiltered query as recorded after each ingestion.
 """
 
 CHUNK_COLUMNS = "c.id, c.source, c.text, c.position, c.metadata"
@@ -47,10 +48,20 @@ ORDER BY c.vector <=> %(v)s LIMIT %(k)s
 _QUERY = """q AS (SELECT regexp_replace(plainto_tsquery('english', %(q)s)::text, ' (&|<[0-9-]+>) ', ' | ', 'g')::tsquery
                   AS query, tsvector_to_array(to_tsvector('english', %(q)s)) AS terms)"""
 
+# Corpus statistics: over the filtered rows, or (no filter) as recorded by the last optimize(), so an
+# unfiltered query does not scan the table; computed live while none are recorded.
+LIVE_STATS = "SELECT count(*)::float8 AS n, greatest(avg(c.doc_len), 1)::float8 AS avgdl FROM ragtune_chunks c WHERE true {filters}"
+RECORDED_STATS = ("SELECT (value->>'n')::float8 AS n, greatest((value->>'avgdl')::float8, 1) AS avgdl FROM ragtune_meta WHERE key = 'bm25' "
+                  "UNION ALL (" + LIVE_STATS.format(filters="") + ") LIMIT 1")
+RECORD_STATS = """
+INSERT INTO ragtune_meta (key, value)
+SELECT 'bm25', jsonb_build_object('n', count(*), 'avgdl', coalesce(avg(doc_len), 1)) FROM ragtune_chunks
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+"""
+
 BM25_SQL = f"""
 WITH {_QUERY},
-stats AS (SELECT count(*)::float8 AS n, greatest(avg(c.doc_len), 1)::float8 AS avgdl
-          FROM ragtune_chunks c WHERE true {{filters}}),
+stats AS ({{stats}}),
 m AS (SELECT c.id, c.doc_len, u.lexeme, cardinality(u.positions) AS tf
       FROM ragtune_chunks c CROSS JOIN q CROSS JOIN LATERAL unnest(c.tsv) u
       WHERE c.tsv @@ q.query AND u.lexeme = ANY(q.terms) {{filters}}),

@@ -28,7 +28,8 @@ from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError
 from ragtune.index.stores import redact
 from ragtune.index.stores.base import StoredHit, check_filter
-from ragtune.index.stores.pg_sql import BM25_SQL, DENSE_SQL, MANIFEST_DDL, STORE_DDL, TS_RANK_SQL, UPSERT_SQL
+from ragtune.index.stores.pg_sql import (BM25_SQL, DENSE_SQL, LIVE_STATS, MANIFEST_DDL, RECORD_STATS, RECORDED_STATS,
+                                         STORE_DDL, TS_RANK_SQL, UPSERT_SQL)
 from ragtune.types import Chunk
 
 LOCK_KEY = "hashtext('ragtune:' || current_schema())"  # one writer per knowledge base (= schema)
@@ -214,9 +215,10 @@ class PgStore:
                             "ON CONFLICT (text_hash) DO NOTHING", rows)
 
     def optimize(self) -> None:
-        """Refresh the planner's statistics after an ingestion (the indexes are always current)."""
+        """Refresh the planner's and BM25's statistics after an ingestion (the indexes are always current)."""
         if self.dimension:
             self._write.execute("ANALYZE ragtune_chunks")
+            self._write.execute(RECORD_STATS)  # BM25's corpus statistics, read by unfiltered queries
 
     # -- reads ------------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -244,8 +246,12 @@ class PgStore:
         filters, params = _where(where)  # validates the filter even when nothing is stored
         if not query.strip() or not self._ready():
             return []
-        sql = BM25_SQL if self.settings.lexical_scoring == "bm25" else TS_RANK_SQL
-        rows = self._rows(sql.format(filters=filters), params | {"q": query, "k": k})
+        if self.settings.lexical_scoring == "bm25":
+            stats = LIVE_STATS.format(filters=filters) if filters else RECORDED_STATS
+            sql = BM25_SQL.format(filters=filters, stats=stats)
+        else:
+            sql = TS_RANK_SQL.format(filters=filters)
+        rows = self._rows(sql, params | {"q": query, "k": k})
         return [self._hit(row) for row in rows]
 
     def source_versions(self) -> dict[tuple[str, str], int]:
