@@ -28,8 +28,8 @@ from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError
 from ragtune.index.stores import redact
 from ragtune.index.stores.base import StoredHit, check_filter
-from ragtune.index.stores.pg_sql import (BM25_SQL, DENSE_SQL, LIVE_STATS, MANIFEST_DDL, RECORD_STATS, RECORDED_STATS,
-                                         STORE_DDL, TS_RANK_SQL, UPSERT_SQL)
+from ragtune.index.stores.pg_sql import (BM25_SQL, DELETE_POSTINGS_SQL, DENSE_SQL, LIVE_STATS, MANIFEST_DDL, POSTINGS_SQL, RECORD_STATS,
+                                         RECORDED_STATS, STORE_DDL, TS_RANK_SQL, UPSERT_SQL)
 from ragtune.types import Chunk
 
 LOCK_KEY = "hashtext('ragtune:' || current_schema())"  # one writer per knowledge base (= schema)
@@ -196,6 +196,9 @@ class PgStore:
                 for c, v, vec in zip(chunks, versions, vectors)]
         with self._write.transaction(), self._write.cursor() as cur:
             cur.executemany(UPSERT_SQL, rows)
+            ids = {"ids": [c.id for c in chunks]}
+            cur.execute(DELETE_POSTINGS_SQL, ids)
+            cur.execute(POSTINGS_SQL, ids)
 
     def delete(self, source: str, keep_version: str | None = None) -> int:
         if not self.dimension and not self._exists("ragtune_chunks"):
@@ -217,7 +220,7 @@ class PgStore:
     def optimize(self) -> None:
         """Refresh the planner's and BM25's statistics after an ingestion (the indexes are always current)."""
         if self.dimension:
-            self._write.execute("ANALYZE ragtune_chunks")
+            self._write.execute("VACUUM (ANALYZE) ragtune_chunks, ragtune_postings")  # index-only postings scans
             self._write.execute(RECORD_STATS)  # BM25's corpus statistics, read by unfiltered queries
 
     # -- reads ------------------------------------------------------------------------------
@@ -248,7 +251,8 @@ class PgStore:
             return []
         if self.settings.lexical_scoring == "bm25":
             stats = LIVE_STATS.format(filters=filters) if filters else RECORDED_STATS
-            sql = BM25_SQL.format(filters=filters, stats=stats)
+            join = "JOIN ragtune_chunks c ON c.id = p.id" if filters else ""
+            sql = BM25_SQL.format(filters=filters, stats=stats, join=join)
         else:
             sql = TS_RANK_SQL.format(filters=filters)
         rows = self._rows(sql, params | {"q": query, "k": k})
