@@ -15,6 +15,7 @@ reported with the same reason, never fatal. Ray is imported only here (``pip ins
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -84,7 +85,8 @@ def _start(address: str | None) -> None:
         raise ConfigError("--ray: needs Ray; pip install 'ragtune[ray]'") from None
     if ray.is_initialized():
         return
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    logging.getLogger("ray").setLevel(logging.WARNING)  # progress lines would drown the ingestion report
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -104,7 +106,8 @@ def prepare_on_ray(items: list[tuple[Path, str]], settings, tags: list[str] | No
     per_batch = max(1, min(settings.embedder.batch_size, -(-len(items) // workers)))
     ds = ray.data.from_items([{"path": str(p), "source": s} for p, s in items])
     ds = ds.map_batches(_Worker, fn_constructor_kwargs={"settings_json": settings.model_dump_json(), "tags": tags},
-                        batch_size=per_batch, concurrency=min(workers, len(items)), num_cpus=1)
+                        batch_size=per_batch, num_cpus=1,
+                        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))))
     results, vectors = {}, {}
     for row in ds.iter_rows():
         result = pickle.loads(row["result"])
