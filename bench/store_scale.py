@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragtune-bench")
+    parser.add_argument("--stores", nargs="+", choices=["lancedb", "postgres"], default=["lancedb", "postgres"])
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
 
@@ -146,12 +147,14 @@ def main() -> None:
     try:
         for size in args.sizes:
             chunks, vecs = chunks_of(rows, vectors, size)
-            with tempfile.TemporaryDirectory(prefix="ragtune-scale-") as folder:
-                lance = KnowledgeBase(Path(folder) / "kb", settings=settings, embedder=embedder)
-                lines.append(measure(f"LanceDB, {size:,}", lance, chunks, vecs, questions, query_vectors))
-            pg = KnowledgeBase(server.new_database(), settings=settings, embedder=embedder)
-            lines.append(measure(f"PostgreSQL, {size:,}", pg, chunks, vecs, questions, query_vectors))
-            pg.store.close()
+            if "lancedb" in args.stores:
+                with tempfile.TemporaryDirectory(prefix="ragtune-scale-") as folder:
+                    lance = KnowledgeBase(Path(folder) / "kb", settings=settings, embedder=embedder)
+                    lines.append(measure(f"LanceDB, {size:,}", lance, chunks, vecs, questions, query_vectors))
+            if "postgres" in args.stores:
+                pg = KnowledgeBase(server.new_database(), settings=settings, embedder=embedder)
+                lines.append(measure(f"PostgreSQL, {size:,}", pg, chunks, vecs, questions, query_vectors))
+                pg.store.close()
     finally:
         server.stop()
     text = (f"{len(rows):,} distinct SQuAD dev sentences (v1.1 + v2.0), repeated under new ids to reach each size; "
