@@ -92,6 +92,7 @@ class PgStore:
         self._tx = None  # the open batch transaction, if any
         self._ef = 0
         self.dimension = self._stored_dimension()
+        self._visible = bool(self.dimension)
 
     # -- connections and transactions -------------------------------------------------------
     def _rows(self, sql: str, params=None, ef_search: int | None = None) -> list[tuple]:
@@ -179,12 +180,8 @@ class PgStore:
             self._write.execute(MANIFEST_DDL)
             if dimension:
                 self._write.execute(STORE_DDL.format(d=int(dimension)))
-        if dimension:
-            self.dimension = self._stored_dimension()
-
-    def exists(self) -> bool:
-        """Whether anything was ever ingested here."""
-        return self._exists("ragtune_sources")
+        if dimension:  # (inside a batch the reader cannot see the new table before the commit)
+            self.dimension = self._stored_dimension() or int(dimension)
 
     # -- writes -----------------------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, versions: Sequence[str]) -> None:
@@ -225,9 +222,11 @@ class PgStore:
 
     # -- reads ------------------------------------------------------------------------------
     def _ready(self) -> bool:
-        if not self.dimension:  # another process may have created the tables since we opened
-            self.dimension = self._stored_dimension()
-        return bool(self.dimension)
+        """Whether the reader sees the tables (created since we opened, by us or another process, and committed)."""
+        if not self._visible:
+            found = self._stored_dimension()
+            self._visible, self.dimension = bool(found), found or self.dimension
+        return self._visible
 
     def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         if not self._ready() or not len(text_hashes):
