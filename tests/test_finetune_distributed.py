@@ -24,7 +24,8 @@ def test_two_process_gloo_run_matches_one_process(tiny_lm_dir, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     assert torchrun.exists() or shutil.which("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "RAGTUNE_FINETUNE__LORA_DROPOUT": "0"}  # no dropout: both runs then see identical computations
+           "RAGTUNE_FINETUNE__LORA_DROPOUT": "0",  # no dropout: both runs then see identical computations
+           "RAGTUNE_FINETUNE__PRECISION": "fp32"}  # bf16 rounding would differ between the packings
     common = ["--validation", str(tmp_path / "val.jsonl"), "--model", str(tiny_lm_dir), "--max-steps", "4",
               "--eval-every", "2", "--save-every", "2", "--lr", "1e-2", "--seed", "0"]
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ragtune.cli.main",
@@ -36,7 +37,7 @@ def test_two_process_gloo_run_matches_one_process(tiny_lm_dir, tmp_path):
 
     torch.set_num_threads(1)
     single = FineTuner(str(tiny_lm_dir), batch_size=4, max_steps=4, eval_every=2, save_every=2, learning_rate=1e-2,
-                       seed=0, lora_dropout=0.0).fit(tmp_path / "train.jsonl", tmp_path / "val.jsonl",
+                       seed=0, lora_dropout=0.0, precision="fp32").fit(tmp_path / "train.jsonl", tmp_path / "val.jsonl",
                                                      tmp_path / "single")
     assert single.report["processes"] == 1
     two = load_file(str(tmp_path / "ddp" / "adapter_model.safetensors"))

@@ -24,6 +24,18 @@ def test_sentence_transformers_folder(tiny_embedder_dir):
     assert embedder([]).shape == (0, 32)
 
 
+def test_bf16_weights_give_the_fp32_vectors_within_rounding(tiny_embedder_dir):
+    texts = [f"The kettle number {i} boils water in {90 + i} seconds." for i in range(16)] + ["Paris.", "x"]
+    fp32 = SentenceTransformerEmbedder(str(tiny_embedder_dir), precision="fp32")
+    bf16 = SentenceTransformerEmbedder(str(tiny_embedder_dir), precision="bf16")
+    a, b = fp32(texts), bf16(texts)  # a batch: the bf16 copy of the weights
+    assert bf16.bf16 and not fp32.bf16 and b.dtype == np.float32
+    assert str(next(bf16._bf16_model.parameters()).dtype) == "torch.bfloat16"
+    assert np.all((a * b).sum(1) > 0.99) and not np.array_equal(a, b)
+    assert np.array_equal(bf16(texts[:2]), fp32(texts[:2]))  # a short call (a query) stays fp32
+    assert fp32.name == bf16.name  # same model: vectors from either mix in one index
+
+
 def test_packaged_default_is_named_without_loading(monkeypatch):
     embedder = make_embedder(EmbedderSettings())
     assert embedder.name == "sentence-transformers:all-MiniLM-L6-v2"

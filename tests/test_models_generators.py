@@ -1,4 +1,4 @@
-"""Both Generator backends: a local transformers model and an OpenAI-compatible endpoint."""
+"""The Generator backends (transformers, an OpenAI-compatible endpoint) and the shared local decoding loop."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ragtune.errors import ModelError
+from ragtune.models.decoding import LocalGenerator, RepetitionStop, cut_at_stop
 from ragtune.models.generators import Generator, OpenAIChatGenerator, TransformersGenerator
 from ragtune.models.loading import load_model_and_tokenizer
 
@@ -38,8 +39,13 @@ def test_transformers_respects_max_new_tokens_and_counts_tokens(tiny_generator):
         tiny_generator.tokenizer("warranty claims", add_special_tokens=False)["input_ids"])
 
 
-def test_transformers_sampling_runs_with_temperature(tiny_generator):
-    assert isinstance(tiny_generator(MESSAGES, temperature=0.9, max_new_tokens=4), str)
+def test_transformers_sampling_draws_other_tokens_than_greedy(tiny_generator):
+    # A random tiny model spreads its probability over ~30k tokens: 3 sampled replies of 6 tokens all equal to
+    # the greedy one would mean temperature was ignored.
+    greedy = tiny_generator(MESSAGES, max_new_tokens=6)
+    sampled = {tiny_generator(MESSAGES, temperature=1.0, max_new_tokens=6) for _ in range(3)}
+    assert sampled - {greedy}
+    assert tiny_generator(MESSAGES, temperature=0.0, max_new_tokens=6) == greedy
 
 
 def test_int8_optimized_generator_still_generates(tiny_lm_dir):
@@ -125,17 +131,66 @@ def test_openai_backend_unreachable_names_the_url():
         list(generator.stream(MESSAGES))
 
 
-def test_stop_on_repeat_cuts_a_looping_reply_at_its_first_repeat(tiny_generator):
-    import torch
+class ScriptedEngine(LocalGenerator):
+    """A local backend whose engine emits a fixed token sequence: exercises the shared loop without a model."""
 
-    from ragtune.models.generators import StopOnRepeat
+    def __init__(self, tokenizer, script: list[int], **kwargs):
+        super().__init__(tokenizer, name="scripted", **kwargs)
+        self.script, self.closed = script, False
 
-    stop = StopOnRepeat(tiny_generator.tokenizer, prompt_tokens=0)
-    assert stop.repeats("The cap resets the sensor. It blinks amber. The cap resets the sensor. ")
-    assert not stop.repeats("The cap resets the sensor. It blinks amber. The cap resets the")  # not complete yet
-    assert not stop.repeats("Hold it. Hold it. ")  # too short to call a loop
-    ids = tiny_generator.tokenizer(["Firmware adds frost alerts.\nFirmware adds frost alerts.\nMore"],
-                                   return_tensors="pt")["input_ids"]
-    assert stop(ids).tolist() == [True]
-    assert stop(ids[:, :8]).tolist() == [False]
-    assert stop(ids).dtype == torch.bool
+    def _tokens(self, prompt, max_new_tokens, temperature):
+        try:
+            yield from self.script
+        finally:
+            self.closed = True
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_repetition_stop_cuts_where_the_repeat_began():
+    stop = RepetitionStop(3)
+    tokens: list[int] = []
+    cuts = []
+    for t in [1, 2, 3, 4, 1, 2, 5, 1, 2, 3]:
+        tokens.append(t)
+        cuts.append(stop.cut(tokens))
+    assert cuts == [None] * 9 + [7]  # [1, 2, 3] again at positions 7-9: keep the 7 tokens before it
+    assert RepetitionStop(0).cut([1, 1, 1, 1]) is None and RepetitionStop(0).holdback == 0
+
+
+def test_shared_loop_stops_a_looping_reply_before_its_repeat(tiny_generator):
+    tok = tiny_generator.tokenizer
+    loop = _ids(tok, "the cap resets the sensor and it blinks amber") * 4
+    gen = ScriptedEngine(tok, loop, max_new_tokens=200, repeat_ngram=6)
+    pieces = list(gen.stream(MESSAGES))
+    assert "".join(pieces) == "the cap resets the sensor and it blinks amber"
+    assert gen.last_stats["stop"] == "repeat" and gen.closed
+    assert gen.last_stats["kept_tokens"] == len(loop) // 4 < gen.last_stats["new_tokens"]
+    assert gen(MESSAGES) == "".join(pieces)  # the whole reply is the joined stream
+    free = ScriptedEngine(tok, loop, max_new_tokens=200, repeat_ngram=0)
+    assert free(MESSAGES).count("blinks amber") == 4 and free.last_stats["stop"] == "length"
+
+
+def test_shared_loop_stops_at_eos_at_the_token_limit_and_at_a_stop_text(tiny_generator):
+    tok = tiny_generator.tokenizer
+    words = _ids(tok, "hold the cap for twelve seconds")
+    eos = ScriptedEngine(tok, words[:3] + [tok.eos_token_id] + words[3:], max_new_tokens=50)
+    assert eos(MESSAGES) == "hold the cap" and eos.last_stats["stop"] == "eos"
+    capped = ScriptedEngine(tok, words, max_new_tokens=50)
+    assert capped(MESSAGES, max_new_tokens=2) == "hold the" and capped.last_stats["new_tokens"] == 2
+    stop_text = ScriptedEngine(tok, words + _ids(tok, "question : what next"), max_new_tokens=50,
+                               stop=["question :"])
+    assert list(stop_text.stream(MESSAGES))[-1] and stop_text(MESSAGES) == "hold the cap for twelve seconds"
+    assert stop_text.last_stats["stop"] == "stop"
+    assert cut_at_stop("a\n\nb\n\n", ["\n\n", "b"]) == 1 and cut_at_stop("ab", ["x"]) is None
+
+
+def test_transformers_backend_uses_the_shared_loop(tiny_generator):
+    # The same prompt ids and stop rules as any local backend; closing the stream early stops model.generate.
+    assert isinstance(tiny_generator, LocalGenerator)
+    stream = tiny_generator.stream(MESSAGES, max_new_tokens=12)
+    first = next(stream)
+    stream.close()
+    assert first and tiny_generator.last_stats["new_tokens"] < 12

@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 from ragtune.errors import ConfigError, ModelError
-from ragtune.models.loading import load_generator, load_model_and_tokenizer, resolve_model
-from ragtune.models.prompts import FALLBACK_CHAT_TEMPLATE
+from ragtune.models.loading import FALLBACK_CHAT_TEMPLATE, load_generator, load_model_and_tokenizer, resolve_model
 
 
 def test_hf_folder_loads_with_its_chat_template(tiny_lm_dir):
@@ -76,10 +75,13 @@ def test_peft_adapter_loads_its_base_through_the_resolver(tiny_lm_dir, tmp_path)
 
 
 def test_load_generator_picks_backend_by_name(tiny_lm_dir):
-    generator = load_generator(str(tiny_lm_dir), max_new_tokens=3)
+    generator = load_generator(str(tiny_lm_dir), backend="transformers", max_new_tokens=3, repeat_ngram=4,
+                               stop=["\n\n"])
     assert type(generator).__name__ == "TransformersGenerator" and generator.max_new_tokens == 3
-    endpoint = load_generator(None, backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    assert generator.repeat_ngram == 4 and generator.stop == ("\n\n",)  # the settings reach the shared loop
+    endpoint = load_generator(None, backend="openai", base_url="http://127.0.0.1:9/v1", model="m", stop=["END"])
     assert type(endpoint).__name__ == "OpenAIChatGenerator" and endpoint.name == "m"
+    assert endpoint._body([], None, None, stream=False)["stop"] == ["END"]
     with pytest.raises(ModelError, match="base_url"):
         load_generator(None, backend="openai")
     with pytest.raises(ConfigError, match="max_new_token"):

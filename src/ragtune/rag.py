@@ -1,26 +1,43 @@
-"""Retrieval-augmented generation: retrieve → prompt → generate → map each [n] back to its passage.
+"""The one answer path: retrieve → abstain → prompt → generate → cite.
 
     rag = RAG(KnowledgeBase("kb"))
     answer = rag.ask("How long is the warranty?")
     answer.text, [(c.n, c.source) for c in answer.citations]
 
-``RAG(kb=None)`` is the closed-book variant (the bare model, no passages), used as the baseline in evaluation.
-When retrieval finds nothing relevant the answer says so without asking the model (``answer.abstained``).
+``RAG(None, generator)`` is closed-book (the bare model, no passages): the baseline of evaluation and the
+model-only configurations of the server. ``ask``, ``stream``, ``serve`` and ``evaluate`` all go through
+`RAG.generate`, and the whole reply is always the joined stream. When retrieval finds nothing relevant the answer
+says so without asking the model (``answer.abstained``).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from ragtune.config import Settings, load_settings
+from ragtune.errors import InputError
 from ragtune.index.compress import compress, content_words
-from ragtune.models.generators import Generator, Message
+from ragtune.models.generators import Generator
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
-from ragtune.types import Answer, Citation, Hit
+from ragtune.types import Answer, Citation, Hit, Message
+
+# What `RAG.generate` yields: text pieces, then the final Answer; closing it stops generation early.
+AnswerStream = collections.abc.Generator[str | Answer, None, None]
 
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4]
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """What RAG retrieves from: a KnowledgeBase on either store, or anything that searches the same way."""
+
+    def search(self, query: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The k best passages for a query, best first; ``where`` filters on metadata."""
+        ...
 
 
 @dataclass
@@ -34,53 +51,85 @@ class Prepared:
 
 
 class RAG:
-    """Answer questions from a knowledge base (or closed-book when ``kb`` is None) with a Generator."""
+    """Answer questions from a retriever (or closed-book when it is None) with a Generator.
 
-    def __init__(self, kb: Any = None, generator: Generator | None = None, settings: Settings | None = None) -> None:
-        self.kb = kb
-        self.settings = settings or getattr(kb, "settings", None) or load_settings()
+    ``instruction``: the task's own instruction (e.g. what a fine-tuned model was trained with), put first in the
+    system prompt of both the closed-book and the RAG prompt.
+    """
+
+    def __init__(self, retriever: Retriever | None = None, generator: Generator | None = None,
+                 settings: Settings | None = None, *, instruction: str | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
+        self.retriever = retriever
+        self.settings = settings or getattr(retriever, "settings", None) or load_settings()
+        self.instruction = instruction
         self._generator = generator
+        self._count_tokens = count_tokens  # None: the generator's tokenizer (RAFT passes the trained model's)
+
+    @property
+    def kb(self) -> Retriever | None:
+        """The retriever under its older name (a KnowledgeBase, usually)."""
+        return self.retriever
 
     @property
     def generator(self) -> Generator:
-        # Loaded on first use, so an abstention or a closed kb never pays for loading a model.
+        # Loaded on first use, so an abstention never pays for loading a model.
         if self._generator is None:
             from ragtune.models.loading import load_generator
 
             self._generator = load_generator(self.settings.generator)
         return self._generator
 
-    def ask(self, question: str, k: int | None = None, where: dict[str, Any] | None = None) -> Answer:
-        prepared = self.prepare(question, k, where)
-        if prepared.abstained:
-            return self.finish(prepared, ABSTAIN_TEXT)
-        return self.finish(prepared, self.generator(prepared.messages))
+    def ask(self, question: str, k: int | None = None, where: dict[str, Any] | None = None,
+            **generation: Any) -> Answer:
+        """The complete Answer (the joined stream)."""
+        return final_answer(self.stream(question, k, where, **generation))
 
-    def stream(self, question: str, k: int | None = None,
-               where: dict[str, Any] | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, k: int | None = None, where: dict[str, Any] | None = None,
+               **generation: Any) -> AnswerStream:
         """Text pieces as they are generated, then the final Answer object."""
-        prepared = self.prepare(question, k, where)
+        return self.generate(self.prepare(question, k, where), **generation)
+
+    def prepare(self, question: str, k: int | None = None, where: dict[str, Any] | None = None) -> Prepared:
+        """Retrieve, decide whether to abstain, and build the prompt."""
+        if self.retriever is None:
+            return Prepared(question, messages=closed_book_messages(question, self.instruction))
+        hits = self.retriever.search(question, k=k or self.settings.retrieval.k, where=where)
+        if not hits or not self._relevant(hits):
+            return Prepared(question, hits=list(hits), abstained=True)
+        return self.build(question, hits)
+
+    def build(self, question: str, hits: list[Hit]) -> Prepared:
+        """The prompt for these passages, compressed and fitted as configured. RAFT builds its training prompts
+        here too, so that what a model is trained on is byte for byte what it is shown when answering."""
+        if self.settings.rag.context_sentences:
+            hits = compress(question, hits, getattr(self.retriever, "embedder", None),
+                            self.settings.rag.context_sentences)
+        hits = self._fit_context(hits)
+        return Prepared(question, hits=hits, messages=rag_messages(question, hits, self.instruction))
+
+    def prepare_chat(self, messages: list[Message], k: int | None = None,
+                     where: dict[str, Any] | None = None) -> Prepared:
+        """A chat request: closed-book keeps the whole conversation; RAG answers its latest user turn."""
+        if self.retriever is None and self.instruction is None:
+            turns = [m.get("content") or "" for m in messages if m.get("role") == "user"]
+            return Prepared(turns[-1] if turns else "", messages=[dict(m) for m in messages])
+        return self.prepare(last_user_message(messages), k, where)
+
+    def generate(self, prepared: Prepared, **generation: Any) -> AnswerStream:
+        """Generate for a prepared prompt: the text pieces, then the final Answer with its citations.
+
+        ``generation``: ``max_new_tokens`` / ``temperature`` for this answer (None: the generator's settings).
+        """
         if prepared.abstained:
             yield ABSTAIN_TEXT
             yield self.finish(prepared, ABSTAIN_TEXT)
             return
         pieces = []
-        for piece in self.generator.stream(prepared.messages):
+        for piece in self.generator.stream(prepared.messages, **generation):
             pieces.append(piece)
             yield piece
         yield self.finish(prepared, "".join(pieces))
-
-    def prepare(self, question: str, k: int | None = None, where: dict[str, Any] | None = None) -> Prepared:
-        """Retrieve, decide whether to abstain, and build the prompt."""
-        if self.kb is None:
-            return Prepared(question, messages=closed_book_messages(question))
-        hits = self.kb.search(question, k=k or self.settings.retrieval.k, where=where)
-        if not hits or not self._relevant(hits):
-            return Prepared(question, hits=list(hits), abstained=True)
-        if self.settings.rag.context_sentences:
-            hits = compress(question, hits, getattr(self.kb, "embedder", None), self.settings.rag.context_sentences)
-        hits = self._fit_context(hits)
-        return Prepared(question, hits=hits, messages=rag_messages(question, hits))
 
     def finish(self, prepared: Prepared, text: str) -> Answer:
         """The Answer for a generated text: its [n] markers mapped to the passages of ``prepared``."""
@@ -100,8 +149,9 @@ class RAG:
     def _fit_context(self, hits: list[Hit]) -> list[Hit]:
         """Keep passages in rank order while they fit ``rag.max_context_tokens``; the first one always goes in."""
         budget = self.settings.rag.max_context_tokens
-        count = getattr(self.generator, "count_tokens", None) or _estimate_tokens  # endpoints: estimate
-        kept, used = [], 0
+        count = self._count_tokens or getattr(self.generator, "count_tokens", None) or estimate_tokens  # endpoints
+        kept: list[Hit] = []
+        used = 0
         for hit in hits:
             cost = count(hit.text)
             if used + cost > budget:
@@ -112,6 +162,24 @@ class RAG:
             kept.append(hit)
             used += cost
         return kept
+
+
+def final_answer(items: Iterator[str | Answer]) -> Answer:
+    """Drain a `RAG.generate` stream and return its final Answer."""
+    answer = None
+    for item in items:
+        if isinstance(item, Answer):
+            answer = item
+    assert answer is not None, "RAG.generate always ends with an Answer"
+    return answer
+
+
+def last_user_message(messages: list[Message]) -> str:
+    """The latest user turn: what RAG retrieves for (earlier turns do not steer retrieval)."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and (message.get("content") or "").strip():
+            return message["content"]
+    raise InputError("messages: needs a non-empty message with role 'user'")
 
 
 def cite(text: str, hits: list[Hit]) -> list[Citation]:
@@ -143,11 +211,11 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
     if not scored:
         return []
     best = max(s for s, _, _ in scored)
-    chosen = sorted((s, n, h) for s, n, h in scored if s >= 0.8 * best)
-    chosen = sorted(chosen, key=lambda t: (-t[0], t[1]))[:limit]
+    chosen = sorted(((s, n, h) for s, n, h in scored if s >= 0.8 * best), key=lambda t: (-t[0], t[1]))[:limit]
     return [Citation(n=n, source=h.source, text=h.text, score=h.score, inferred=True)
             for _, n, h in sorted(chosen, key=lambda t: t[1])]
 
 
-def _estimate_tokens(text: str) -> int:
+def estimate_tokens(text: str) -> int:
+    """A token count without a tokenizer (for endpoints)."""
     return len(text) // 4 + 1  # about four characters per token for English

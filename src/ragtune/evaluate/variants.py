@@ -1,55 +1,46 @@
-"""How each variant answers: the closed-book model, RAG, and RAG with the task's own instruction."""
+"""The contestants: which model answers, and whether it retrieves. Every one answers through `ragtune.rag.RAG`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ragtune.config import Settings
+from ragtune.models.generators import Generator
+from ragtune.rag import RAG, Retriever
+from ragtune.types import Answer
 
 
-class ClosedBook:
-    """The model alone: the closed-book prompt, with the task's own instruction when the QA set has one."""
+@dataclass(frozen=True)
+class Variant:
+    """A contestant: the model it uses ("base", "finetuned" or "raft") and whether it answers from retrieval."""
 
-    def __init__(self, generator: Any, system: str | None = None):
-        self.generator, self.system = generator, system
-
-    def ask(self, question: str) -> Any:
-        from ragtune.models.prompts import closed_book_messages
-        from ragtune.types import Answer
-
-        messages = closed_book_messages(question)
-        if self.system:
-            messages[0] = {"role": "system", "content": self.system}
-        return Answer(text=self.generator(messages).strip())
+    name: str
+    model: str
+    retrieval: bool
 
 
-def default_rag(kb: Any, generator: Any, settings: Settings, system: str | None = None) -> Any:
-    """RAG over the KB, or the closed-book model when kb is None."""
-    if kb is None:
-        return ClosedBook(generator, system)
-    from ragtune.rag import RAG
-
-    rag = RAG(kb=kb, generator=generator, settings=settings)
-    return TaskRAG(rag, system) if system else rag
-
-
-class TaskRAG:
-    """RAG whose system prompt starts with the task's instruction, so RAG is judged on the same task wording."""
-
-    def __init__(self, rag: Any, system: str):
-        self.rag, self.system = rag, system
-
-    def ask(self, question: str) -> Any:
-        prepared = self.rag.prepare(question)
-        if prepared.abstained:
-            return self.rag.finish(prepared, "")
-        first = prepared.messages[0]
-        prepared.messages[0] = {"role": first["role"], "content": f"{self.system}\n{first['content']}"}
-        return self.rag.finish(prepared, self.rag.generator(prepared.messages))
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("base", "base", False),
+    Variant("rag", "base", True),
+    Variant("finetuned", "finetuned", False),
+    Variant("finetuned+rag", "finetuned", True),
+    Variant("raft", "raft", True),  # an adapter trained on retrieved passages (finetune --raft), answering with them
+)}
 
 
-def load_model(spec: Any, settings: Settings) -> Any:
+class Answerer(Protocol):
+    def ask(self, question: str) -> Answer: ...
+
+
+def default_rag(retriever: Retriever | None, generator: Generator, settings: Settings,
+                instruction: str | None = None) -> Answerer:
+    """The product's answer path: RAG over the retriever, or closed-book when it is None."""
+    return RAG(retriever, generator, settings, instruction=instruction)
+
+
+def load_model(spec: Any, settings: Settings) -> Generator:
     """A generator from a spec (alias, folder, adapter folder) or a generator object passed through."""
     if not isinstance(spec, (str, Path)):
         return spec

@@ -9,11 +9,9 @@ tokenizer with the chat template used in training.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import torch
-
+from ragtune.atomic import atomic_write_json
 from ragtune.errors import ModelError
 
 # Linear layers worth adapting, per architecture (attention and MLP projections); others use "all-linear".
@@ -38,19 +36,9 @@ def resolve_spec(spec: str) -> str:
 
 def load_base(spec: str, device: str = "cpu"):
     """(model, tokenizer) for an alias, HF folder, .gguf or adapter folder, in fp32 for CPU training."""
-    try:
-        from ragtune.models.loading import load_model_and_tokenizer
-    except ImportError:  # the shared resolver is not installed: plain HF folders still work
-        load_model_and_tokenizer = None
-    if load_model_and_tokenizer is not None:
-        model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype="float32")
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ragtune.models.loading import load_model_and_tokenizer
 
-        if not Path(spec).is_dir():
-            raise ModelError(f"{spec}: not a model folder; pass a local Hugging Face folder")
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(spec)
+    model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype="float32")
     if hasattr(model, "peft_config"):  # a fine-tuned adapter as the start: train on its merged weights
         model = model.merge_and_unload()
     model.to(device)
@@ -60,15 +48,9 @@ def load_base(spec: str, device: str = "cpu"):
 
 def load_tokenizer(spec: str):
     """Only the tokenizer of a model spec (for counting tokens), without loading the weights."""
-    from transformers import AutoTokenizer
+    from ragtune.models.loading import load_tokenizer as load
 
-    from ragtune.models.loading import cached_gguf_conversion, resolve_model
-
-    source = resolve_model(spec)
-    folder = cached_gguf_conversion(source) if source.kind == "gguf" else source.path
-    if source.kind == "peft" and not (folder / "tokenizer_config.json").is_file():
-        return load_tokenizer(source.base or "")
-    return AutoTokenizer.from_pretrained(str(folder))
+    return load(spec)
 
 
 def _drop_quantizer(model) -> None:
@@ -122,6 +104,4 @@ def save_merged(peft_model, tokenizer, out: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)

@@ -10,18 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ragtune.finetune.data import Example
+from ragtune.models.loading import ensure_chat_template  # noqa: F401  (one template; re-exported for training)
 
 IGNORE = -100
-
-# For base models without a chat template (e.g. Gemma 3 270M base): a plain instruction format,
-# saved into the output tokenizer so inference uses the same one.
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
-    "{% elif m['role'] == 'user' %}### Question:\n{{ m['content'] }}\n\n"
-    "{% else %}### Answer:\n{{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}### Answer:\n{% endif %}"
-)
 
 
 @dataclass
@@ -33,14 +24,6 @@ class Encoded:
     @property
     def answer_tokens(self) -> int:
         return sum(1 for t in self.labels if t != IGNORE)
-
-
-def ensure_chat_template(tokenizer) -> None:
-    """Give a template-less tokenizer the fallback template (and a pad token) so encoding works."""
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_TEMPLATE
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
 
 
 def _render(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> str:

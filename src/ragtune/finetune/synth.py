@@ -14,12 +14,13 @@ de-duplicated (normalised question text, then near-duplicates).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ragtune.atomic import atomic_write
+from ragtune.config import ChunkingSettings, load_settings
 from ragtune.errors import InputError
 from ragtune.finetune.check import near_duplicate_pairs, normalise
 from ragtune.types import Chunk
@@ -110,8 +111,9 @@ def dedupe(pairs: list[QAPair], threshold: float = 0.9) -> list[QAPair]:
     return [p for i, p in enumerate(unique) if i not in drop]
 
 
-def load_chunks(path: str | Path, chunk_tokens: int = 256) -> list[Chunk]:
-    """Chunks of a knowledge-base folder (as stored) or of documents (loaded and chunked now)."""
+def load_chunks(path: str | Path, settings: ChunkingSettings | None = None) -> list[Chunk]:
+    """Chunks of a knowledge-base folder (as stored) or of documents (chunked now with ``[chunking]``, no overlap,
+    so that no sentence is asked about twice)."""
     from ragtune.index.stores import is_url
 
     if is_url(path):  # a knowledge base in PostgreSQL
@@ -125,7 +127,8 @@ def load_chunks(path: str | Path, chunk_tokens: int = 256) -> list[Chunk]:
         return _kb_chunks(KnowledgeBase(path))
     from ragtune.documents import Chunker, iter_files, load
 
-    chunker, chunks = Chunker(chunk_tokens=chunk_tokens, overlap_tokens=0), []
+    chunking = (settings or load_settings().chunking).model_copy(update={"overlap_tokens": 0})
+    chunker, chunks = Chunker.from_settings(chunking), []
     for file, source in iter_files([path]):
         chunks += chunker(load(file, source))
     if not chunks:
@@ -134,13 +137,8 @@ def load_chunks(path: str | Path, chunk_tokens: int = 256) -> list[Chunk]:
 
 
 def _kb_chunks(kb) -> list[Chunk]:
-    store = kb.store
-    if hasattr(store, "chunks"):
-        return list(store.chunks())
-    table = store.db.open_table("chunks")  # the lancedb store's table; read-only
-    rows = table.search().select(["id", "source", "position", "text"]).limit(None).to_arrow().to_pylist()
-    return sorted((Chunk(r["id"], r["source"], r["text"], r["position"]) for r in rows),
-                  key=lambda c: (c.source, c.position))
+    """A knowledge base's chunks as stored (any store: `chunks` is part of the VectorStore protocol)."""
+    return sorted(kb.store.chunks(), key=lambda c: (c.source, c.position))
 
 
 def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: str | None = None,
@@ -170,11 +168,5 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: st
 
 def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:
     """JSONL (question, answer, source, chunk_id, chunk_text, kind), written atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write(out, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
     return out

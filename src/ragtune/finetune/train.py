@@ -1,13 +1,16 @@
 """Fine-tuning, the loop written out: batches → loss on answer tokens → AdamW → evaluate → checkpoint.
 
     import ragtune
-    result = ragtune.finetune("qa.jsonl", model="smollm2", out="runs/ft", epochs=2)
-    ragtune.RAG(kb, model=result.out_dir)   # or: ragtune ask "..." --model runs/ft
+    result = ragtune.finetune("qa.jsonl", model="smollm2", out="runs/ft")
+    ragtune.RAG(None, generator=load_generator(result.out_dir))   # or: ragtune ask "..." --model runs/ft
 
-Runs in one process or several (``torchrun --nproc_per_node 2 -m ragtune.cli.main finetune ...``):
-``accelerate.Accelerator`` wraps the model for data-parallel training and every process sees the same
-seeded example order, taking its own slice of each batch. The data position is the optimizer step,
-so a resumed run continues with exactly the batch it would have seen next.
+``FineTuner.fit`` is three stages, as a torchtune recipe: ``setup`` (data, model, optimizer, plan, resume),
+``train`` (the one loop, shared by LoRA and full fine-tuning: they differ in what trains, not in the loop) and
+``save`` (best weights back in, model folder, report). Runs in one process or several (``torchrun
+--nproc_per_node 2 -m ragtune.cli.main finetune ...``): ``accelerate.Accelerator`` wraps the model for
+data-parallel training and every process sees the same seeded example order, taking its own slice of each
+batch. The data position is the optimizer step, so a resumed run continues with exactly the batch it would
+have seen next.
 """
 
 from __future__ import annotations
@@ -18,22 +21,28 @@ import math
 import random
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-from ragtune.config import FinetuneSettings, load_settings
-from pydantic import ValidationError
-
+from ragtune.config import FinetuneSettings, Settings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
+from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss, train_probe
 from ragtune.finetune.data import Example, dataset_hash, load_examples, split_examples
-from ragtune.finetune.encode import IGNORE, Encoded, encode_examples, ensure_chat_template
+from ragtune.finetune.divergence import check_divergence
+from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
+from ragtune.hardware import bf16_native
+
+# Learning rate when the settings leave it unset: LoRA adapters start at zero and need a larger step than
+# full fine-tuning, which moves pretrained weights (1e-3 would wreck them).
+DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
+EVALUATIONS_PER_RUN = 10  # when eval_every is unset
 
 
 @dataclass
@@ -53,8 +62,74 @@ class FineTuneResult:
     tokenizer: Any = None
 
 
-def finetune(dataset: str | Path | list[Example], model: str = "smollm2", out: str | Path = "runs/ft",
-             method: str = "lora", validation: str | Path | list[Example] | None = None, resume: bool = False,
+@dataclass
+class TrainState:
+    """The loop's position and what it has seen: saved in every checkpoint, restored on resume."""
+
+    fingerprint: str
+    step: int = 0
+    best_val: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the best one (early stopping counts these)
+    history: list[dict[str, float]] = field(default_factory=list)  # step, loss, lr per optimizer step
+    evals: list[dict[str, float]] = field(default_factory=list)  # step, val_loss, train_loss per evaluation
+    tokens: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> TrainState:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+@dataclass
+class Plan:
+    """How long the run is, derived from the data size and the settings (docs/finetune.md, "Defaults")."""
+
+    global_batch: int
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    eval_every: int
+    learning_rate: float
+
+
+@dataclass
+class Data:
+    """The examples and their encodings."""
+
+    source: str
+    train: list[Example]
+    val: list[Example]
+    train_enc: list[Encoded]
+    val_enc: list[Encoded]
+    probe: list[Encoded]  # a fixed sample of training examples, scored like validation
+    stats: dict[str, int]
+
+
+@dataclass
+class Run:
+    """Everything ``setup`` builds and ``train`` / ``save`` use."""
+
+    model: Any
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    accelerator: Any
+    data: Data
+    plan: Plan
+    state: TrainState
+    out: Path
+    bf16: bool
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+
+def finetune(dataset: str | Path | list[Example], model: str | None = None, out: str | Path = "runs/ft",
+             method: str | None = None, validation: str | Path | list[Example] | None = None, resume: bool = False,
              **hyperparameters: Any) -> FineTuneResult:
     """Fine-tune ``model`` on ``dataset`` and write the result to ``out``; keyword arguments are
     ``[finetune]`` settings (epochs, learning_rate, batch_size, max_seq_tokens, lora_r, ...)."""
@@ -62,15 +137,33 @@ def finetune(dataset: str | Path | list[Example], model: str = "smollm2", out: s
                                                                   resume=resume)
 
 
+def plan_run(n_train: int, s: FinetuneSettings, world: int) -> Plan:
+    """Steps, warm-up, evaluation interval and learning rate for ``n_train`` examples.
+
+    ``epochs`` passes over the data, but never fewer than ``min_steps`` optimizer steps: a small data set
+    (24 examples are 3 steps an epoch) gets enough updates to learn, and early stopping on validation loss
+    (with the best weights kept) guards the extra epochs against overfitting."""
+    size = s.batch_size * world * s.gradient_accumulation
+    per_epoch = math.ceil(n_train / size)
+    total = max(math.ceil(s.epochs * per_epoch), s.min_steps)
+    total = min(total, s.max_steps) if s.max_steps else total
+    every = s.eval_every or max(1, math.ceil(total / EVALUATIONS_PER_RUN))
+    lr = s.learning_rate if s.learning_rate is not None else DEFAULT_LR[s.method]
+    return Plan(size, per_epoch, total, int(total * s.warmup_fraction), every, lr)
+
+
 class FineTuner:
     """A model spec plus settings; ``fit`` trains on a dataset and saves a loadable folder."""
 
-    def __init__(self, model: str = "smollm2", method: str = "lora", settings: FinetuneSettings | None = None,
+    def __init__(self, model: str | None = None, method: str | None = None, settings: FinetuneSettings | None = None,
                  device: str = "cpu", **overrides: Any):
-        base_settings = settings or load_settings().finetune
+        # None: the value from ragtune.toml / RAGTUNE_* (generator.model, finetune.method), never a second default
+        loaded = load_settings() if settings is None or model is None else Settings()
+        base_settings = settings or loaded.finetune
+        model = model or loaded.generator.model
         try:
-            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(), "method": method,
-                                                             **overrides})
+            self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(),
+                                                             **({"method": method} if method else {}), **overrides})
         except ValidationError as e:
             err = e.errors()[0]
             raise ConfigError(f"finetune setting '{'.'.join(map(str, err['loc']))}': {err['msg']} "
@@ -81,145 +174,168 @@ class FineTuner:
     def fit(self, train: str | Path | list[Example], validation: str | Path | list[Example] | None = None,
             out: str | Path = "runs/ft", resume: bool = False) -> FineTuneResult:
         """Train, keep the best weights, and write the model folder, report, plot and card to ``out``."""
+        run = self.setup(train, validation, Path(out), resume)
+        self.train(run)
+        return self.save(run)
+
+    def setup(self, train: str | Path | list[Example], validation: str | Path | list[Example] | None,
+              out: Path, resume: bool) -> Run:
+        """Data, model, optimizer and plan; the state of the newest checkpoint when resuming."""
         try:
             from accelerate import Accelerator
         except ImportError:
             raise ModelError("fine-tuning needs accelerate and peft; pip install 'ragtune[finetune]'") from None
-
         s = self.settings
-        out = Path(out)
-        train_source = str(train) if not isinstance(train, list) else "examples"
+        accelerator = Accelerator(cpu=self.device == "cpu")
         train_ex = load_examples(train) if not isinstance(train, list) else train
         if validation is None:
             train_ex, val_ex = split_examples(train_ex, s.validation_fraction, s.seed)
         else:
             val_ex = load_examples(validation) if not isinstance(validation, list) else validation
-        accelerator = Accelerator(cpu=self.device == "cpu")
-        fingerprint = self._fingerprint(train_ex, val_ex)
-        ckpt_dir = out / "checkpoints"
-        start = checkpoint.latest(ckpt_dir)
+        start = checkpoint.latest(out / "checkpoints")
         if start is not None and not resume:
             raise InputError(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or "
                              "choose another --out")
         _seed_everything(s.seed)
         model, tokenizer = base.load_base(self.model_spec, device=str(accelerator.device))
-        ensure_chat_template(tokenizer)
-        train_enc, data_stats = encode_examples(tokenizer, train_ex, s.max_seq_tokens, s.loss_on)
-        val_enc, _ = encode_examples(tokenizer, val_ex, s.max_seq_tokens, s.loss_on)
-        if not train_enc:
-            raise InputError(f"{train_source}: no example has an answer token within max_seq_tokens="
-                             f"{s.max_seq_tokens}; raise it")
+        data = self._encode(tokenizer, train, train_ex, val_ex)
         model = base.prepare(model, s.method, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
         model.config.use_cache = False
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
-        world, micro = accelerator.num_processes, s.batch_size
-        global_batch = micro * world * s.gradient_accumulation
-        steps_per_epoch = math.ceil(len(train_enc) / global_batch)
-        total = math.ceil(s.epochs * steps_per_epoch)
-        total = min(total, s.max_steps) if s.max_steps else total
-        warmup = int(total * s.warmup_fraction)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(warmup, total))
+        plan = plan_run(len(data.train_enc), s, accelerator.num_processes)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=plan.learning_rate,
+                                      weight_decay=s.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(plan.warmup, plan.total))
         model, optimizer = accelerator.prepare(model, optimizer)
-
-        st: dict[str, Any] = {"fingerprint": fingerprint, "best_val": None, "best_step": None, "bad_evals": 0,
-                              "history": [], "evals": [], "tokens": 0, "seconds": 0.0, "stopped_early": False}
-        step = 0
+        bf16 = s.precision == "bf16" or (s.precision == "auto" and bf16_native(str(accelerator.device)))
+        run = Run(model, tokenizer, optimizer, scheduler, accelerator, data, plan,
+                  TrainState(self._fingerprint(train_ex, val_ex)), out, bf16)
         if start is not None:
-            st = checkpoint.restore(start, model, optimizer, scheduler, accelerator)
-            if st["fingerprint"] != fingerprint:
-                raise InputError(f"{start}: was made with other data or settings; resume with the same ones "
-                                 "or choose another --out")
-            step = st["step"]
-            if accelerator.is_main_process and (start / "best.safetensors").is_file():
-                # the best weights as of this checkpoint (a later, lost "best" is recomputed identically)
-                (ckpt_dir / "best").mkdir(exist_ok=True)
-                shutil.copyfile(start / "best.safetensors", ckpt_dir / "best" / "trainable.safetensors")
-        probe = _train_probe(train_enc, len(val_enc) or 32, s.eval_max_examples, s.seed)
-        bar = _progress(total, step, accelerator.is_main_process)
-        t0, tokens_at_t0 = time.perf_counter(), st["tokens"]
-        while step < total and not st["stopped_early"]:
-            model.train()
-            batch_ids = _global_batch(len(train_enc), step, steps_per_epoch, global_batch, s.seed)
-            chunk = [train_enc[i] for i in batch_ids]
-            n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
-            loss_sum = _accumulate_gradients(model, accelerator, chunk, micro, s.gradient_accumulation, n_answer,
-                                             tokenizer.pad_token_id)
-            accelerator.clip_grad_norm_(params, s.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "sum").item() / n_answer
-            st["tokens"] += sum(len(e.input_ids) for e in chunk)
-            st["history"].append({"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]})
-            tps = (st["tokens"] - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st["best_val"]))
-            bar.update(1)
-            if val_enc and (step % s.eval_every == 0 or step == total):
-                self._evaluate(model, accelerator, val_enc, probe, tokenizer.pad_token_id, step, st, out)
-            if step % s.save_every == 0 and step < total:
-                st["seconds"] += time.perf_counter() - t0
-                t0, tokens_at_t0 = time.perf_counter(), st["tokens"]
-                checkpoint.save(ckpt_dir, step, model, optimizer, scheduler, st, accelerator, s.keep_checkpoints,
-                                {"best.safetensors": ckpt_dir / "best" / "trainable.safetensors"})
-        bar.close()
-        st["seconds"] += time.perf_counter() - t0
-        return self._finish(model, tokenizer, accelerator, out, st, step, train_ex, val_ex, data_stats, train_source)
+            self._resume(run, start)
+        return run
 
-    def _evaluate(self, model, accelerator, val_enc, probe, pad_id, step, st, out: Path) -> None:
-        """Validation and train-probe loss; keep the best weights; count evaluations without improvement."""
+    def _encode(self, tokenizer, source: Any, train_ex: list[Example], val_ex: list[Example]) -> Data:
         s = self.settings
-        val = _mean_loss(model, val_enc[:s.eval_max_examples], pad_id, accelerator, s.batch_size)
-        train = _mean_loss(model, probe, pad_id, accelerator, s.batch_size)
-        st["evals"].append({"step": step, "val_loss": val, "train_loss": train})
-        if st["best_val"] is None or val < st["best_val"] - s.min_delta:
-            st.update(best_val=val, best_step=step, bad_evals=0)
-            if accelerator.is_main_process:
-                best = out / "checkpoints" / "best"
+        ensure_chat_template(tokenizer)
+        train_enc, stats = encode_examples(tokenizer, train_ex, s.max_seq_tokens, s.loss_on)
+        val_enc, _ = encode_examples(tokenizer, val_ex, s.max_seq_tokens, s.loss_on)
+        name = str(source) if not isinstance(source, list) else "examples"
+        if not train_enc:
+            raise InputError(f"{name}: no example has an answer token within max_seq_tokens={s.max_seq_tokens}; "
+                             "raise it")
+        probe = train_probe(train_enc, len(val_enc) or 32, s.eval_max_examples, s.seed)
+        return Data(name, train_ex, val_ex, train_enc, val_enc, probe, stats)
+
+    def _resume(self, run: Run, start: Path) -> None:
+        # another run's checkpoint (other data or settings) is refused before its weights touch the model
+        saved = checkpoint.restore(start, run.model, run.optimizer, run.scheduler, run.accelerator,
+                                   fingerprint=run.state.fingerprint)
+        run.state = TrainState.restored(saved)
+        if run.accelerator.is_main_process and (start / "best.safetensors").is_file():
+            # the best weights as of this checkpoint (a later, lost "best" is recomputed identically)
+            (run.ckpt_dir / "best").mkdir(exist_ok=True)
+            shutil.copyfile(start / "best.safetensors", run.ckpt_dir / "best" / "trainable.safetensors")
+
+    def train(self, run: Run) -> None:
+        """The loop: one global batch per optimizer step, evaluation and checkpoints at their intervals."""
+        s, st, plan, acc = self.settings, run.state, run.plan, run.accelerator
+        data, pad_id = run.data, run.tokenizer.pad_token_id
+        params = [p for p in run.model.parameters() if p.requires_grad]
+        bar = _progress(plan.total, st.step, acc.is_main_process)
+        t0, tokens_at_t0 = time.perf_counter(), st.tokens
+        while st.step < plan.total and not st.stopped_early:
+            run.model.train()
+            chunk = [data.train_enc[i] for i in global_batch(len(data.train_enc), st.step, plan.steps_per_epoch,
+                                                             plan.global_batch, s.seed)]
+            n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
+            loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
+                                            pad_id, run.bf16)
+            acc.clip_grad_norm_(params, s.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            st.step += 1
+            loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
+            st.tokens += sum(len(e.input_ids) for e in chunk)
+            st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
+            check_divergence([h["loss"] for h in st.history], plan.learning_rate)
+            tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
+            bar.update(1)
+            if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
+                self._evaluate(run)
+            if st.step % s.save_every == 0 and st.step < plan.total:
+                st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
+                self._checkpoint(run)
+                t0, tokens_at_t0 = time.perf_counter(), st.tokens
+        bar.close()
+        st.seconds += time.perf_counter() - t0
+
+    def _checkpoint(self, run: Run) -> None:
+        best = run.ckpt_dir / "best" / "trainable.safetensors"
+        checkpoint.save(run.ckpt_dir, run.state.step, run.model, run.optimizer, run.scheduler, asdict(run.state),
+                        run.accelerator, self.settings.keep_checkpoints, {"best.safetensors": best})
+
+    def _evaluate(self, run: Run) -> None:
+        """Validation and train-probe loss; keep the best weights; count evaluations without improvement."""
+        s, st, acc = self.settings, run.state, run.accelerator
+        pad_id = run.tokenizer.pad_token_id
+        val = mean_loss(run.model, run.data.val_enc[:s.eval_max_examples], pad_id, acc, s.batch_size, run.bf16)
+        train = mean_loss(run.model, run.data.probe, pad_id, acc, s.batch_size, run.bf16)
+        st.evals.append({"step": st.step, "val_loss": val, "train_loss": train})
+        if st.best_val is None or val < st.best_val - s.min_delta:
+            st.best_val, st.best_step, st.bad_evals = val, st.step, 0
+            if acc.is_main_process:
+                best = run.ckpt_dir / "best"
                 best.mkdir(parents=True, exist_ok=True)
                 tmp = best / "trainable.safetensors.tmp"
-                save_file(checkpoint.trainable_state(accelerator.unwrap_model(model)), str(tmp))
+                save_file(checkpoint.trainable_state(acc.unwrap_model(run.model)), str(tmp))
                 tmp.replace(best / "trainable.safetensors")
         else:
-            st["bad_evals"] += 1
-            if s.patience and st["bad_evals"] >= s.patience:
-                st["stopped_early"] = True
-        accelerator.wait_for_everyone()
+            st.bad_evals += 1
+            if s.patience and st.bad_evals >= s.patience:
+                st.stopped_early = True
+        acc.wait_for_everyone()
 
-    def _finish(self, model, tokenizer, accelerator, out, st, step, train_ex, val_ex, data_stats, train_source):
+    def save(self, run: Run) -> FineTuneResult:
         """Best weights back in, then adapter/model, merged folder, report, plot and card (main process)."""
-        s = self.settings
-        unwrapped = accelerator.unwrap_model(model)
-        best_file = out / "checkpoints" / "best" / "trainable.safetensors"
-        if st["best_step"] is not None and best_file.is_file():
+        s, st, acc, out = self.settings, run.state, run.accelerator, run.out
+        unwrapped = acc.unwrap_model(run.model)
+        best_file = run.ckpt_dir / "best" / "trainable.safetensors"
+        if st.best_step is not None and best_file.is_file():
             checkpoint.load_trainable(unwrapped, load_file(str(best_file)))
-        info = {
-            "base_model": self.model_spec, "method": s.method, "steps": step, "stopped_early": st["stopped_early"],
-            "processes": accelerator.num_processes, "seconds": round(st["seconds"], 2),
-            "tokens_per_second": st["tokens"] / max(st["seconds"], 1e-9), "tokens": st["tokens"],
-            "hyperparameters": s.model_dump(),
-            "data": {"train_source": train_source, "train_examples": len(train_ex),
-                     "validation_examples": len(val_ex), "hash": dataset_hash(train_ex + val_ex), **data_stats},
-        }
-        rep = report.build_report(st["history"], st["evals"], info, s.overfit_ratio, st["best_step"])
+        rep = report.build_report(st.history, st.evals, self._info(run), s.overfit_ratio, st.best_step)
         merged_dir = out / "merged" if s.merge and s.method == "lora" else None
-        if accelerator.is_main_process:
+        if acc.is_main_process:
             unwrapped.eval()
-            base.save_model(unwrapped, tokenizer, out, self.model_spec, s.method)
+            base.save_model(unwrapped, run.tokenizer, out, self.model_spec, s.method)
             report.write_json(out / "training_report.json", rep)
             report.plot_losses(rep, out / "loss.png")
             card = report.model_card(rep)
             (out / "model_card.md").write_text(card, encoding="utf-8")
             (out / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty template card
             if merged_dir is not None:
-                base.save_merged(unwrapped, tokenizer, merged_dir)
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete; outputs are written
-        accelerator.wait_for_everyone()
-        last = st["history"][-1]["loss"] if st["history"] else None
+                base.save_merged(unwrapped, run.tokenizer, merged_dir)
+            shutil.rmtree(run.ckpt_dir, ignore_errors=True)  # the run is complete; outputs are written
+        acc.wait_for_everyone()
+        last = st.history[-1]["loss"] if st.history else None
         best = rep.get("best") or {}
-        return FineTuneResult(out, merged_dir, step, best.get("step"), best.get("val_loss"), last,
-                              st["stopped_early"], rep["warnings"], rep, None if merged_dir else unwrapped, tokenizer)
+        return FineTuneResult(out, merged_dir, st.step, best.get("step"), best.get("val_loss"), last,
+                              st.stopped_early, rep["warnings"], rep, None if merged_dir else unwrapped,
+                              run.tokenizer)
+
+    def _info(self, run: Run) -> dict[str, Any]:
+        s, st, d = self.settings, run.state, run.data
+        return {
+            "base_model": self.model_spec, "method": s.method, "steps": st.step, "stopped_early": st.stopped_early,
+            "processes": run.accelerator.num_processes, "seconds": round(st.seconds, 2),
+            "tokens_per_second": st.tokens / max(st.seconds, 1e-9), "tokens": st.tokens,
+            "precision": "bf16 autocast" if run.bf16 else "fp32",
+            # the values used: an unset learning rate or evaluation interval shows what the plan chose
+            "plan": asdict(run.plan), "hyperparameters": {**s.model_dump(), "learning_rate": run.plan.learning_rate,
+                                                          "eval_every": run.plan.eval_every},
+            "data": {"train_source": d.source, "train_examples": len(d.train), "validation_examples": len(d.val),
+                     "hash": dataset_hash(d.train + d.val), **d.stats},
+        }
 
     def _fingerprint(self, train: list[Example], val: list[Example]) -> str:
         # Everything that changes the result; a resumed run must match it.
@@ -240,87 +356,6 @@ def _warmup_then_linear(warmup: int, total: int):
             return (step + 1) / (warmup + 1)
         return max(0.0, (total - step) / max(1, total - warmup))
     return factor
-
-
-def _global_batch(n: int, step: int, steps_per_epoch: int, size: int, seed: int) -> list[int]:
-    """Example indices of one optimizer step: a seeded shuffle per epoch, wrapping so every batch is full."""
-    epoch, pos = divmod(step, steps_per_epoch)
-    order = list(range(n))
-    random.Random(seed * 100_003 + epoch).shuffle(order)
-    return [order[(pos * size + j) % n] for j in range(size)]
-
-
-def _accumulate_gradients(model, accelerator, chunk: list[Encoded], micro: int, accumulation: int, n_answer: int,
-                          pad_id: int) -> float:
-    """Backward over this process's micro-batches of one global batch; returns its summed answer-token loss."""
-    world = accelerator.num_processes
-    loss_sum = 0.0
-    for a in range(accumulation):
-        idx = a * world + accelerator.process_index
-        part = chunk[idx * micro:(idx + 1) * micro]
-        # gradients are all-reduced only on the last micro-batch
-        sync = nullcontext() if a == accumulation - 1 else accelerator.no_sync(model)
-        with sync:
-            total = _token_loss_sum(model, part, pad_id, accelerator.device)
-            # DDP averages gradients over processes: scaling by `world` gives the mean per answer token
-            accelerator.backward(total * world / n_answer)
-        loss_sum += total.item()
-    return loss_sum
-
-
-def _collate(part: list[Encoded], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    """Left-padded ids, labels, mask and positions: every sequence ends in the last column, so the
-    answer tokens of the whole batch sit in the last few columns."""
-    width = max(len(e.input_ids) for e in part)
-    ids = torch.full((len(part), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(part), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(part), width), dtype=torch.long)
-    for i, e in enumerate(part):
-        n = len(e.input_ids)
-        ids[i, width - n:] = torch.tensor(e.input_ids)
-        labels[i, width - n:] = torch.tensor(e.labels)
-        mask[i, width - n:] = 1
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    return ids.to(device), labels.to(device), mask.to(device), positions.to(device)
-
-
-def _token_loss_sum(model, part: list[Encoded], pad_id: int, device) -> torch.Tensor:
-    """Summed cross-entropy over the labelled (answer) tokens of a micro-batch; 0 for an empty one."""
-    if not part:
-        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
-    ids, labels, mask, positions = _collate(part, pad_id, device)
-    labelled = (labels != IGNORE).any(0).nonzero()
-    # columns from the first answer token on (column 0 has no previous token to predict it from)
-    keep = min(ids.size(1) - int(labelled[0]), ids.size(1) - 1) if len(labelled) else 1
-    # Logits only for the columns that predict an answer token: the vocabulary projection is a large
-    # share of a small model's compute, and prompt positions would be thrown away anyway.
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                   logits_to_keep=keep + 1).logits[:, :-1].float()
-    targets = labels[:, -keep:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum")
-
-
-@torch.no_grad()
-def _mean_loss(model, encs: list[Encoded], pad_id: int, accelerator, batch_size: int) -> float:
-    """Mean loss per answer token over ``encs``, each process taking every world-th example."""
-    model.eval()
-    mine = encs[accelerator.process_index::accelerator.num_processes]
-    total = torch.zeros(2, device=accelerator.device)
-    for i in range(0, len(mine), batch_size):
-        part = mine[i:i + batch_size]
-        total[0] += _token_loss_sum(model, part, pad_id, accelerator.device)
-        total[1] += sum(e.answer_tokens for e in part)
-    total = accelerator.reduce(total, "sum")
-    model.train()
-    return (total[0] / total[1].clamp(min=1)).item()
-
-
-def _train_probe(train: list[Encoded], n: int, cap: int, seed: int) -> list[Encoded]:
-    """A fixed sample of training examples, scored like validation so the gap compares like with like."""
-    idx = list(range(len(train)))
-    random.Random(seed + 7).shuffle(idx)
-    return [train[i] for i in sorted(idx[:min(n, cap)])]
 
 
 def _progress(total: int, initial: int, enabled: bool):

@@ -142,9 +142,12 @@ def commit(store, manifest: Manifest, embedder, batch: list[Pending], report: In
 
 
 def file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+    from ragtune.documents.files import read_bytes
+    from ragtune.errors import InputError
+
+    try:  # the same guarded read as loading: never a FIFO or a device, never more than the size limit
+        return hashlib.sha256(read_bytes(path)).hexdigest()
+    except InputError:
         return None
 
 

@@ -1,7 +1,10 @@
-"""Generator protocol (chat messages → text or a token stream) and its two backends.
+"""Generator protocol (chat messages → text or a token stream) and its backends.
 
-- ``TransformersGenerator``: a local causal LM (any model `load_model_and_tokenizer` accepts), greedy by default.
+- ``OrtGenerator`` (models/ort.py): the compiled engine, onnxruntime-genai; the default on CPU.
+- ``TransformersGenerator``: a local causal LM run by transformers (the reference, and the GPU path).
 - ``OpenAIChatGenerator``: any OpenAI-compatible ``/chat/completions`` endpoint (llama.cpp server, Ollama, vLLM...).
+
+Both local backends share one decoding loop (models/decoding.py): the same prompt ids, stop rules and text.
 
 Build them with `ragtune.models.loading.load_generator`, which picks the backend by name.
 """
@@ -9,14 +12,14 @@ Build them with `ragtune.models.loading.load_generator`, which picks the backend
 from __future__ import annotations
 
 import json
-import re
+import queue
 import threading
 import time
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 from ragtune.errors import ModelError
-
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+from ragtune.models.decoding import LocalGenerator
+from ragtune.types import Message
 
 
 @runtime_checkable
@@ -34,119 +37,101 @@ class Generator(Protocol):
         ...
 
 
-class TransformersGenerator:
-    """A local model: chat template → ``model.generate`` → text; stops at the end-of-sequence token."""
+class TransformersGenerator(LocalGenerator):
+    """A local model run by ``model.generate`` (the reference, and the backend on a GPU); greedy by default.
+
+    Decoding (stop rules, streamed text) is the shared loop of `LocalGenerator`; this class only turns
+    ``model.generate`` into a stream of token ids, run in a worker thread that stops when the stream is closed.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "transformers", max_new_tokens: int = 256,
-                 temperature: float = 0.0, optimize: str = "none", static_cache: bool = True) -> None:
+                 temperature: float = 0.0, optimize: str = "none", static_cache: bool = True,
+                 repeat_ngram: int = 6, stop: tuple[str, ...] | list[str] = ()) -> None:
         from ragtune.models.speed import optimize_for_inference
 
         self.model = optimize_for_inference(model, optimize)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
         self.static_cache = static_cache
-        self.last_stats: dict[str, float] = {}  # prompt_tokens, new_tokens, seconds of the latest reply
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
+                         eos_ids=eos if isinstance(eos, list) else [eos], repeat_ngram=repeat_ngram, stop=stop)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
-                 temperature: float | None = None) -> str:
+    def _tokens(self, prompt: list[int], max_new_tokens: int, temperature: float) -> Iterator[int]:
         import torch
 
-        inputs, kwargs = self._inputs(messages, max_new_tokens, temperature)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **kwargs)
-        new = output[0, inputs["input_ids"].shape[1]:]
-        self._record(inputs, len(new), start)
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
-
-    def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
-               temperature: float | None = None) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        inputs, kwargs = self._inputs(messages, max_new_tokens, temperature)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        ids = torch.tensor([prompt], device=self.model.device)
+        out: queue.Queue[int | None] = queue.Queue()
+        closed = threading.Event()
         failure: list[BaseException] = []
+        kwargs = self._generate_kwargs(max_new_tokens, temperature)
 
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    out = self.model.generate(**inputs, **kwargs, streamer=streamer)
-                self._record(inputs, out.shape[1] - inputs["input_ids"].shape[1], start)
+                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs,
+                                        streamer=_IdStreamer(out), stopping_criteria=[_StopWhen(closed)])
             except BaseException as e:  # re-raised in the caller's thread below
                 failure.append(e)
-                streamer.end()
+            finally:
+                out.put(None)
 
-        start = time.perf_counter()
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        first = True
-        for piece in streamer:
-            if first:  # match __call__, which strips the reply
-                piece = piece.lstrip()
-                first = not piece
-            if piece:
-                yield piece
-        thread.join()
+        try:
+            while (token := out.get()) is not None:
+                yield token
+        finally:
+            closed.set()
+            thread.join()
         if failure:
             raise failure[0]
 
-    def _inputs(self, messages: list[Message], max_new_tokens: int | None,
-                temperature: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        temperature = self.temperature if temperature is None else temperature
-        eos = {i for i in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None))
-               if isinstance(i, int)}
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens or self.max_new_tokens,
-            "stopping_criteria": [StopOnRepeat(self.tokenizer, inputs["input_ids"].shape[1])],
-            "do_sample": temperature > 0,
-            "eos_token_id": sorted(eos) or None,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
+                                  "eos_token_id": sorted(self.eos_ids) or None,
+                                  "pad_token_id": self.tokenizer.pad_token_id}
         if self.static_cache:  # measured faster on CPU in bench/generation.py
             kwargs["cache_implementation"] = "static"
         if temperature > 0:
             kwargs["temperature"] = temperature
         else:  # greedy: neutralise sampling settings a model's generation_config may carry
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        # Only ids and mask: some tokenizers add token_type_ids, which causal LMs reject.
-        return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}, kwargs
-
-    def _record(self, inputs: dict[str, Any], new_tokens: int, start: float) -> None:
-        self.last_stats = {"prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": int(new_tokens),
-                           "seconds": time.perf_counter() - start}
+        return kwargs
 
 
-class StopOnRepeat:
-    """Stop when the newest complete sentence repeats an earlier one of the reply.
+class _IdStreamer:
+    """``model.generate``'s streamer hook: puts each new token id on a queue (the first call is the prompt)."""
 
-    Greedy decoding with a small model often loops ("X. X. X."); a repetition penalty would also punish
-    copying from the passages, which RAG needs, so the loop is cut at its first repeat instead.
-    """
+    def __init__(self, out: queue.Queue) -> None:
+        self.out, self.prompt_seen = out, False
 
-    _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.out.put(int(token))
 
-    def __init__(self, tokenizer: Any, prompt_tokens: int, min_chars: int = 16) -> None:
-        self.tokenizer, self.prompt_tokens, self.min_chars = tokenizer, prompt_tokens, min_chars
+    def end(self) -> None:
+        pass
+
+
+class _StopWhen:
+    """A stopping criterion that ends ``model.generate`` once the consumer has closed the token stream."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
 
     def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
         import torch
 
-        done = [self.repeats(self.tokenizer.decode(row[self.prompt_tokens:], skip_special_tokens=True))
-                for row in input_ids]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
-    def repeats(self, text: str) -> bool:
-        *complete, _partial = self._SENTENCE_END.split(text)  # the last piece may still be growing
-        sentences = [s.strip() for s in complete if len(s.strip()) >= self.min_chars]
-        return len(sentences) >= 2 and sentences[-1] in sentences[:-1]
+
+class _Overloaded(Exception):
+    """A 429 / 5xx reply that will be retried."""
+
+    def __init__(self, response: Any):
+        self.response = response
 
 
 def _retryable(status: int) -> bool:
@@ -165,8 +150,8 @@ class OpenAIChatGenerator:
     """Any OpenAI-compatible chat endpoint, over plain HTTP (httpx); streams server-sent events."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, timeout: float = 120.0, retries: int = 4,
-                 backoff_s: float = 0.5) -> None:
+                 temperature: float = 0.0, timeout: float = 120.0, stop: tuple[str, ...] | list[str] = (),
+                 deadline: float = 600.0, transport: Any = None, retries: int = 4, backoff_s: float = 0.5) -> None:
         import httpx
 
         self.retries, self.backoff_s = retries, backoff_s  # on 429 / 5xx: wait backoff_s · 2^attempt, then retry
@@ -174,13 +159,20 @@ class OpenAIChatGenerator:
         self.name = model
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
+        self.stop = list(stop)
+        # `timeout` bounds each read; `deadline` bounds a whole reply, so an endpoint that streams forever
+        # or only sends keep-alives cannot hold a caller past it
+        self.deadline = deadline
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
                  temperature: float | None = None) -> str:
         body = self._body(messages, max_new_tokens, temperature, stream=False)
-        data = self._request(body, lambda r: r.json())
+        return self._content(self._request(body))
+
+    def _content(self, data: Any) -> str:
+        """``choices[0].message.content`` of a whole (not streamed) reply."""
         try:
             return (data["choices"][0]["message"]["content"] or "").strip()
         except (KeyError, IndexError, TypeError):
@@ -192,49 +184,86 @@ class OpenAIChatGenerator:
         import httpx
 
         body = self._body(messages, max_new_tokens, temperature, stream=True)
+        end = time.monotonic() + self.deadline
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 self._check(response)
-                first = True
+                first, events, other = True, 0, list[str]()
                 for line in response.iter_lines():
+                    self._within(end)
                     if not line.startswith("data:"):
-                        continue  # blank separators, comments, "event:" lines
+                        if len(other) < 1000:
+                            other.append(line)  # blank separators, comments (keep-alives), "event:" lines
+                        continue
                     payload = line[5:].strip()
+                    events += 1
                     if payload == "[DONE]":
                         break
-                    piece = (json.loads(payload).get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+                    piece = _delta(self._json(payload))
                     if first:
                         piece = piece.lstrip()
                         first = not piece
                     if piece:
                         yield piece
+                if not events:  # not an event stream: a server that ignored stream=true, or garbage
+                    yield self._content(self._json("\n".join(other)))
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
 
     def _body(self, messages: list[Message], max_new_tokens: int | None, temperature: float | None,
               stream: bool) -> dict[str, Any]:
-        return {"model": self.name, "messages": messages, "stream": stream,
+        body = {"model": self.name, "messages": messages, "stream": stream,
                 "max_tokens": max_new_tokens or self.max_new_tokens,
                 "temperature": self.temperature if temperature is None else temperature}
+        return {**body, "stop": self.stop} if self.stop else body
 
-    def _request(self, body: dict[str, Any], read: Any) -> Any:
-        import httpx
-
+    def _request(self, body: dict[str, Any]) -> Any:
+        """``_request_once``, retried on 429 / 5xx with exponential backoff (or the server's Retry-After)."""
         for attempt in range(self.retries + 1):
             try:
-                response = self._client.post("/chat/completions", json=body)
-            except httpx.TransportError as e:
-                raise self._unreachable(e) from None
-            if not _retryable(response.status_code) or attempt == self.retries:
-                break
-            time.sleep(_retry_delay(response, self.backoff_s * 2 ** attempt))
-        if _retryable(response.status_code) and self.retries:
-            detail = response.text.strip().replace("\n", " ")[:200]
-            raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
-                             f"{self.retries + 1} times: {detail} (the endpoint is overloaded or failing; "
-                             "lower generator.concurrency or raise generator.retries)")
-        self._check(response)
-        return read(response)
+                return self._request_once(body, retry=attempt < self.retries)
+            except _Overloaded as e:
+                time.sleep(_retry_delay(e.response, self.backoff_s * 2 ** attempt))
+        raise AssertionError("unreachable")  # the last attempt never raises _Overloaded
+
+    def _request_once(self, body: dict[str, Any], retry: bool = False) -> Any:
+        """POST and parse the JSON reply, read piece by piece so the deadline holds for a trickling body."""
+        import httpx
+
+        end = time.monotonic() + self.deadline
+        try:
+            with self._client.stream("POST", "/chat/completions", json=body) as response:
+                if _retryable(response.status_code):
+                    response.read()
+                    if retry:
+                        raise _Overloaded(response)
+                    if self.retries:
+                        detail = response.text.strip().replace("\n", " ")[:200]
+                        raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
+                                         f"{self.retries + 1} times: {detail} (the endpoint is overloaded or "
+                                         "failing; lower generator.concurrency or raise generator.retries)")
+                self._check(response)
+                raw = bytearray()
+                for block in response.iter_bytes():
+                    self._within(end)
+                    raw += block
+        except httpx.TransportError as e:
+            raise self._unreachable(e) from None
+        return self._json(bytes(raw))
+
+    def _within(self, end: float) -> None:
+        if time.monotonic() > end:
+            raise ModelError(f"{self.base_url}/chat/completions: no complete reply within {self.deadline:.0f} s "
+                             "(it keeps streaming or only sends keep-alives); check the server, or lower "
+                             "generator.max_new_tokens")
+
+    def _json(self, payload: str | bytes) -> Any:
+        try:
+            return json.loads(payload)
+        except ValueError:
+            shown = (payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload)[:80]
+            raise ModelError(f"{self.base_url}/chat/completions: the reply is not valid JSON ({shown!r}); "
+                             "is this an OpenAI-compatible endpoint?") from None
 
     def _check(self, response: Any) -> None:
         if response.status_code >= 400:
@@ -244,5 +273,20 @@ class OpenAIChatGenerator:
                              "(check generator.model, the API key variable and the server log)")
 
     def _unreachable(self, error: Exception) -> ModelError:
+        import httpx
+
+        if isinstance(error, httpx.TimeoutException):
+            return ModelError(f"the chat endpoint {self.base_url} did not answer in time ({type(error).__name__}); "
+                              "check that the server is not stuck or overloaded")
         return ModelError(f"cannot reach the chat endpoint {self.base_url} ({type(error).__name__}); "
                           "start the server or fix generator.base_url")
+
+
+def _delta(event: Any) -> str:
+    """The text piece of one streamed chunk (``choices[0].delta.content``); "" for role-only or empty events."""
+    if not isinstance(event, dict):
+        return ""
+    choices = event.get("choices") or [{}]
+    delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""

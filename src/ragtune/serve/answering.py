@@ -1,16 +1,17 @@
-"""Answer chat messages with one configuration: plain generation, or retrieve → prompt → generate → cite.
+"""Answer chat messages with one configuration, through the one answer path (`ragtune.rag.RAG`).
 
-These functions are synchronous and slow (they run the model); routes call them in a worker thread.
+Every configuration holds a `RAG`: closed-book (no retriever) for the model-only ones. These functions are
+synchronous and slow (they run the model); routes call them in a worker thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from ragtune.errors import InputError
+from ragtune.rag import AnswerStream, Prepared, final_answer
 from ragtune.serve.state import Configuration
-from ragtune.types import Answer
+from ragtune.types import Answer, Message
 
 
 @dataclass
@@ -26,61 +27,23 @@ class Params:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
 
-def retrieve(conf: Configuration, messages: list[dict[str, str]], params: Params) -> Any | None:
-    """RAG's retrieval and prompt (a ``Prepared``), or None for a model-only configuration.
-
-    Kept apart from generation so that requests search in parallel and only queue for the model itself.
-    """
-    if conf.rag is None:
-        return None
-    return conf.rag.prepare(last_user_message(messages), k=params.k, where=params.where)
+def retrieve(conf: Configuration, messages: list[Message], params: Params) -> Prepared:
+    """Retrieval and prompt, kept apart from generation so that requests search in parallel and only queue for
+    the model itself."""
+    return conf.rag.prepare_chat(messages, k=params.k, where=params.where)
 
 
-def answer(conf: Configuration, messages: list[dict[str, str]], params: Params, prepared: Any = None) -> Answer:
+def answer(conf: Configuration, messages: list[Message], params: Params, prepared: Prepared | None = None) -> Answer:
     """The whole answer (with citations when the configuration uses the knowledge base)."""
-    final = None
-    pieces = []
-    for item in stream_answer(conf, messages, params, prepared):
-        if isinstance(item, Answer):
-            final = item
-        else:
-            pieces.append(item)
-    return final if final is not None else Answer(text="".join(pieces))
+    return final_answer(stream_answer(conf, messages, params, prepared))
 
 
-def stream_answer(conf: Configuration, messages: list[dict[str, str]], params: Params,
-                  prepared: Any = None) -> Iterator[str | Answer]:
+def stream_answer(conf: Configuration, messages: list[Message], params: Params,
+                  prepared: Prepared | None = None) -> AnswerStream:
     """Text pieces as the model produces them, then the final Answer."""
-    if conf.rag is None:
-        pieces = []
-        for piece in conf.generator.stream(messages, **params.generation()):
-            pieces.append(piece)
-            yield piece
-        yield Answer(text="".join(pieces))
-        return
     if prepared is None:
         prepared = retrieve(conf, messages, params)
-    if prepared.abstained:
-        # Retrieval found nothing relevant: say so rather than ask the model to guess.
-        from ragtune.models.prompts import ABSTAIN_TEXT
-
-        final = conf.rag.finish(prepared, ABSTAIN_TEXT)
-        yield final.text
-        yield final
-        return
-    pieces = []
-    for piece in conf.generator.stream(prepared.messages, **params.generation()):
-        pieces.append(piece)
-        yield piece
-    yield conf.rag.finish(prepared, "".join(pieces))
-
-
-def last_user_message(messages: list[dict[str, str]]) -> str:
-    """RAG answers the latest user turn; earlier turns do not steer retrieval."""
-    for message in reversed(messages):
-        if message["role"] == "user" and message["content"].strip():
-            return message["content"]
-    raise InputError("messages: a RAG configuration needs a non-empty message with role 'user'")
+    return conf.rag.generate(prepared, **params.generation())
 
 
 def citations_json(ans: Answer) -> list[dict[str, Any]]:

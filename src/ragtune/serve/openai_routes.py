@@ -11,7 +11,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -19,8 +20,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ragtune.errors import RagtuneError
-from ragtune.serve.answering import (Params, answer, citations_json, last_user_message, passages_json, retrieve,
-                                    stream_answer)
+from ragtune.rag import last_user_message
+from ragtune.serve.answering import Params, answer, citations_json, passages_json, retrieve, stream_answer
 from ragtune.serve.errors import APIError, error_body, from_ragtune_error
 from ragtune.serve.schemas import ChatRequest, EmbeddingRequest
 from ragtune.serve.state import Configuration, ServeState

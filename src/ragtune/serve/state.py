@@ -16,12 +16,16 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ragtune.config import Settings
+from ragtune.rag import RAG
 
 if TYPE_CHECKING:
+    from ragtune.index.embedders import Embedder
+    from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.generators import Generator
+    from ragtune.serve.jobs import Ingestor
 
 UPLOADS = "uploads"  # inside the kb folder; the only place uploads are written
 
@@ -32,13 +36,13 @@ class Configuration:
 
     name: str
     generator: Generator
-    rag: Any | None  # ragtune.rag.RAG when answers are grounded in the knowledge base
+    rag: RAG  # the one answer path; closed-book (no retriever) for the model-only configurations
     description: str
     slots: asyncio.Semaphore  # shared by the configurations of one generator: it runs one request at a time
 
     @property
     def uses_rag(self) -> bool:
-        return self.rag is not None
+        return self.rag.retriever is not None
 
 
 @dataclass
@@ -46,24 +50,40 @@ class ServeState:
     """Everything routes need, created once per process and shared by every request."""
 
     settings: Settings
-    kb: Any | None = None  # ragtune.index.knowledge_base.KnowledgeBase
+    kb: KnowledgeBase | None = None
     kb_dir: Path | None = None
     configurations: dict[str, Configuration] = field(default_factory=dict)
     report_dir: Path | None = None
     api_key: str | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
-    ingestor: Any | None = None  # ragtune.serve.jobs.Ingestor, started with the app
+    ingestor: Ingestor | None = None  # started with the app
+
+    # The kb routes run only when a knowledge base is served (kb_state checks it); these say so to the type checker.
+    @property
+    def served_kb(self) -> KnowledgeBase:
+        assert self.kb is not None, "kb routes are mounted only with a knowledge base"
+        return self.kb
+
+    @property
+    def served_uploads(self) -> Path:
+        assert self.uploads_dir is not None, "kb routes are mounted only with a knowledge base"
+        return self.uploads_dir
+
+    @property
+    def served_ingestor(self) -> Ingestor:
+        assert self.ingestor is not None, "the ingestor starts with the app when a knowledge base is served"
+        return self.ingestor
 
     @property
     def uploads_dir(self) -> Path | None:
         return self.kb_dir / UPLOADS if self.kb_dir is not None else None
 
     @property
-    def embedder(self) -> Any | None:
+    def embedder(self) -> Embedder | None:
         return getattr(self.kb, "embedder", None) if self.kb is not None else None
 
 
-def build_state(settings: Settings, *, kb: Any | None = None, base: Generator | None = None,
+def build_state(settings: Settings, *, kb: KnowledgeBase | None = None, base: Generator | None = None,
                 finetuned: Generator | None = None, kb_dir: str | Path | None = None,
                 report_dir: str | Path | None = None, api_key: str | None = None) -> ServeState:
     """Name the configurations that the given knowledge base and generators make possible."""
@@ -78,15 +98,10 @@ def build_state(settings: Settings, *, kb: Any | None = None, base: Generator | 
             continue
         slots = asyncio.Semaphore(concurrency)
         who = f"{label} model {getattr(generator, 'name', '')}".strip()
-        state.configurations[label] = Configuration(label, generator, None, f"the {who} alone", slots)
+        state.configurations[label] = Configuration(label, generator, RAG(None, generator, settings),
+                                                    f"the {who} alone", slots)
         if kb is not None:
             name = "rag" if label == "base" else "finetuned+rag"
-            state.configurations[name] = Configuration(name, generator, _rag(kb, generator, settings),
+            state.configurations[name] = Configuration(name, generator, RAG(kb, generator, settings),
                                                        f"the {who} answering from the knowledge base", slots)
     return state
-
-
-def _rag(kb: Any, generator: Generator, settings: Settings) -> Any:
-    from ragtune.rag import RAG
-
-    return RAG(kb, generator, settings)

@@ -1,0 +1,116 @@
+"""Batches and their loss: the seeded example order, packing without padding, logits only where loss is.
+
+A micro-batch is packed first-fit-decreasing into rows as wide as its longest example: examples are laid end
+to end with positions restarting at 0, and transformers turns restarting positions (with no attention mask)
+into a block-diagonal causal mask, so packed examples never see each other and almost no padding is computed.
+The vocabulary projection (49k words for SmolLM2: a large share of a small model's compute) is applied only
+at positions whose next token carries a label (``logits_to_keep`` as a mask); prompt positions are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from ragtune.finetune.encode import IGNORE, Encoded
+
+
+@dataclass
+class Packed:
+    """One micro-batch as rows of token ids, per-example positions and next-token targets (IGNORE: no loss)."""
+
+    ids: torch.Tensor  # (rows, width)
+    positions: torch.Tensor  # (rows, width), restarting at 0 at each example (and at the padding tail)
+    targets: torch.Tensor  # (rows, width): the token each position must predict, or IGNORE
+
+
+def pack(part: list[Encoded], pad_id: int, device: torch.device | str) -> Packed:
+    """First-fit-decreasing packing of ``part`` into rows of its longest example's width."""
+    width = max(len(e.input_ids) for e in part)
+    rows: list[list[Encoded]] = []
+    room: list[int] = []
+    for e in sorted(part, key=lambda e: -len(e.input_ids)):
+        free = next((r for r, left in enumerate(room) if left >= len(e.input_ids)), None)
+        if free is None:
+            rows.append([])
+            room.append(width)
+            free = len(rows) - 1
+        rows[free].append(e)
+        room[free] -= len(e.input_ids)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    targets = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, row in enumerate(rows):
+        col = 0
+        for e in row:
+            n = len(e.input_ids)
+            ids[r, col:col + n] = torch.tensor(e.input_ids)
+            positions[r, col:col + n] = torch.arange(n)
+            targets[r, col:col + n - 1] = torch.tensor(e.labels[1:])
+            col += n
+        positions[r, col:] = torch.arange(width - col)  # the padding tail: a separate, loss-free "example"
+    return Packed(ids.to(device), positions.to(device), targets.to(device))
+
+
+def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool = False) -> torch.Tensor:
+    """Summed cross-entropy over the labelled (answer) tokens of a micro-batch; 0 for an empty one."""
+    if not part:
+        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
+    batch = pack(part, pad_id, device)
+    keep = batch.targets != IGNORE
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        # no attention mask and no cache: transformers then reads the restarting positions as packed examples
+        logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep, use_cache=False).logits
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
+                                             reduction="sum")
+
+
+def global_batch(n: int, step: int, steps_per_epoch: int, size: int, seed: int) -> list[int]:
+    """Example indices of one optimizer step: a seeded shuffle per epoch, wrapping so every batch is full."""
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = list(range(n))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return [order[(pos * size + j) % n] for j in range(size)]
+
+
+def accumulate_gradients(model, accelerator, chunk: list[Encoded], micro: int, accumulation: int, n_answer: int,
+                         pad_id: int, bf16: bool) -> float:
+    """Backward over this process's micro-batches of one global batch; returns its summed answer-token loss."""
+    world = accelerator.num_processes
+    loss_sum = 0.0
+    for a in range(accumulation):
+        idx = a * world + accelerator.process_index
+        part = chunk[idx * micro:(idx + 1) * micro]
+        # gradients are all-reduced only on the last micro-batch
+        sync = nullcontext() if a == accumulation - 1 else accelerator.no_sync(model)
+        with sync:
+            total = token_loss_sum(model, part, pad_id, accelerator.device, bf16)
+            # DDP averages gradients over processes: scaling by `world` gives the mean per answer token
+            accelerator.backward(total * world / n_answer)
+        loss_sum += total.item()
+    return loss_sum
+
+
+@torch.no_grad()
+def mean_loss(model, encs: list[Encoded], pad_id: int, accelerator, batch_size: int, bf16: bool) -> float:
+    """Mean loss per answer token over ``encs``, each process taking every world-th example."""
+    model.eval()
+    mine = encs[accelerator.process_index::accelerator.num_processes]
+    total = torch.zeros(2, device=accelerator.device)
+    for i in range(0, len(mine), batch_size):
+        part = mine[i:i + batch_size]
+        total[0] += token_loss_sum(model, part, pad_id, accelerator.device, bf16)
+        total[1] += sum(e.answer_tokens for e in part)
+    total = accelerator.reduce(total, "sum")
+    model.train()
+    return (total[0] / total[1].clamp(min=1)).item()
+
+
+def train_probe(train: list[Encoded], n: int, cap: int, seed: int) -> list[Encoded]:
+    """A fixed sample of training examples, scored like validation so the gap compares like with like."""
+    idx = list(range(len(train)))
+    random.Random(seed + 7).shuffle(idx)
+    return [train[i] for i in sorted(idx[:min(n, cap)])]

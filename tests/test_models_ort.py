@@ -1,0 +1,151 @@
+"""The compiled engine (onnxruntime-genai): same greedy tokens as transformers, adapters, the cache, the fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+pytest.importorskip("onnxruntime_genai")
+
+from ragtune.models import ort  # noqa: E402
+from ragtune.models.generators import TransformersGenerator  # noqa: E402
+from ragtune.models.loading import load_generator, resolve_model  # noqa: E402
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the valve?"}]
+FREE = {"repeat_ngram": 0, "max_new_tokens": 24}  # no stop rule: compare the engines' raw greedy tokens
+
+
+def _greedy(generator, n: int = 24) -> list[int]:
+    return list(generator._tokens(generator.prompt_ids(MESSAGES), n, 0.0))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_lm_dir):
+    return load_generator(str(tiny_lm_dir), backend="onnxruntime-genai", precision="fp32", **FREE)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_lm_dir):
+    return load_generator(str(tiny_lm_dir), backend="transformers", **FREE)
+
+
+def test_engine_gives_the_same_prompt_and_greedy_tokens_as_transformers(engine, reference):
+    assert isinstance(engine, ort.OrtGenerator) and isinstance(reference, TransformersGenerator)
+    assert engine.prompt_ids(MESSAGES) == reference.prompt_ids(MESSAGES)  # one chat template, same ids
+    tokens = _greedy(engine)
+    assert len(tokens) == 24 and tokens == _greedy(reference)
+    assert engine(MESSAGES) == reference(MESSAGES)
+    assert engine.count_tokens("warranty claims") == reference.count_tokens("warranty claims")
+
+
+def test_engine_stream_joined_is_the_whole_reply(engine):
+    pieces = list(engine.stream(MESSAGES))
+    assert len(pieces) > 1 and "".join(pieces) == engine(MESSAGES)
+    assert engine.last_stats["prompt_tokens"] == len(engine.prompt_ids(MESSAGES))
+    assert engine.last_stats["new_tokens"] == 24 and engine.last_stats["stop"] == "length"
+
+
+def test_engine_samples_when_asked(engine):
+    greedy = engine(MESSAGES, max_new_tokens=6)
+    assert {engine(MESSAGES, temperature=1.0, max_new_tokens=6) for _ in range(3)} - {greedy}
+
+
+def test_adapter_is_merged_and_compiled_with_the_same_tokens_as_peft(tiny_lm_dir, tmp_path, engine):
+    peft = pytest.importorskip("peft")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    config = peft.LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
+                             init_lora_weights=False)
+    peft.get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+    tuned = load_generator(str(tmp_path / "adapter"), backend="onnxruntime-genai", precision="fp32", **FREE)
+    tuned_ref = load_generator(str(tmp_path / "adapter"), backend="transformers", **FREE)
+    assert _greedy(tuned) == _greedy(tuned_ref) != _greedy(engine)  # the adapter is applied, as peft applies it
+    assert "adapter" in tuned.folder.name and tuned.folder != engine.folder
+
+
+def test_compiled_model_is_cached_by_content_and_precision(tiny_lm_dir, engine, monkeypatch):
+    def no_build(*args, **kwargs):
+        raise AssertionError("the builder ran although the model is cached")
+
+    monkeypatch.setattr(ort, "_run_builder", no_build)
+    source = resolve_model(str(tiny_lm_dir))
+    assert ort.cached_ort_model(source, "fp32") == engine.folder
+    genai = json.loads((engine.folder / "genai_config.json").read_text())
+    assert genai["model"]["decoder"]["num_hidden_layers"] == 2
+    with pytest.raises(AssertionError, match="builder ran"):
+        ort.cached_ort_model(source, "int4")  # another precision is another build
+
+
+def test_builder_failure_is_one_line_model_error_and_leaves_nothing(tiny_lm_dir, tmp_path, monkeypatch):
+    import subprocess
+
+    from ragtune.errors import ModelError
+
+    seen = {}
+
+    def failing_builder(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nNotImplementedError: not supported\n")
+
+    monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ort.subprocess, "run", failing_builder)
+    with pytest.raises(ModelError) as info:
+        ort.cached_ort_model(resolve_model(str(tiny_lm_dir)), "fp32")
+    assert "\n" not in str(info.value) and "NotImplementedError: not supported" in str(info.value)
+    assert not list((tmp_path / "cache" / "models" / "onnx").iterdir())  # nothing half-built is left
+    # the builder is the engine's own command line, on the local folder, with the hub switched off
+    assert seen["command"][1:3] == ["-m", "onnxruntime_genai.models.builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
+    assert seen["env"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_missing_engine_falls_back_to_transformers_with_one_warning(tiny_lm_dir, monkeypatch, caplog):
+    monkeypatch.setattr(ort, "available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        generator = load_generator(str(tiny_lm_dir), max_new_tokens=3)
+    assert isinstance(generator, TransformersGenerator)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "onnxruntime-genai is not installed" in warnings[0] and "\n" not in warnings[0]
+
+
+def test_auto_backend_is_the_engine_on_cpu_and_transformers_elsewhere(tiny_lm_dir, engine):
+    from ragtune.models.loading import _use_engine
+
+    assert _use_engine("auto", "cpu") and _use_engine("onnxruntime-genai", "cpu")
+    assert not _use_engine("auto", "cuda") and not _use_engine("transformers", "cpu")
+    default = load_generator(str(tiny_lm_dir))  # defaults: auto backend, fp32
+    assert isinstance(default, ort.OrtGenerator) and default.folder == engine.folder
+
+
+@pytest.mark.integration
+def test_packaged_model_default_path_gives_the_reference_greedy_answer():
+    """smollm2 on the default path (engine, fp32) against transformers fp32 on a RAG prompt from the sample KB."""
+    from ragtune.cli.ask import DEMO_QUESTIONS, SAMPLE_KB
+    from ragtune.models.prompts import rag_messages
+    from ragtune.types import Hit
+
+    messages = rag_messages(DEMO_QUESTIONS[0], [Hit((SAMPLE_KB / "warranty.txt").read_text(), "warranty.txt", 1.0)])
+    fast = load_generator("smollm2", max_new_tokens=32)
+    slow = load_generator("smollm2", backend="transformers", max_new_tokens=32)
+    assert isinstance(fast, ort.OrtGenerator) and fast.folder.name.startswith("smollm2-fp32-")
+    answer = fast(messages)
+    assert answer == slow(messages) and "30 months" in answer
+
+
+def test_auto_backend_falls_back_when_the_engine_cannot_compile_a_model(tiny_lm_dir, monkeypatch, caplog):
+    from ragtune.errors import ModelError
+
+    def fail(*args, **kwargs):
+        raise ModelError("model 'x': onnxruntime-genai could not compile it (NotImplementedError)")
+
+    monkeypatch.setattr(ort, "load_ort_generator", fail)
+    with caplog.at_level(logging.WARNING):
+        generator = load_generator(str(tiny_lm_dir), max_new_tokens=3)
+    assert isinstance(generator, TransformersGenerator)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING][0].endswith("instead")
+    with pytest.raises(ModelError, match="could not compile"):  # asked for by name: the error stands
+        load_generator(str(tiny_lm_dir), backend="onnxruntime-genai")
