@@ -88,3 +88,19 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One local PostgreSQL + pgvector server per test session (Unix socket only), stopped at the end."""
+    from ragtune.index.stores.local_pg import LocalServer
+
+    server = LocalServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return pg_server.new_database()

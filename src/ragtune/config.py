@@ -41,7 +41,11 @@ class EmbedderSettings(Section):
 
 
 class StoreSettings(Section):
-    backend: Literal["lancedb"] = "lancedb"
+    backend: Literal["lancedb", "postgres"] = "lancedb"  # a postgresql:// --kb or store.url picks postgres
+    url: str | None = None  # postgresql://user@host/db: the knowledge base lives in this database instead of the folder
+    password_env: str = "PGPASSWORD"  # the server's password is read from this variable, never from the URL or a file
+    ef_search: int = Field(100, ge=1)  # HNSW candidate list per query (raised to k when k is larger)
+    lexical_scoring: Literal["bm25", "ts_rank_cd"] = "bm25"  # postgres: BM25 in SQL beat ts_rank_cd on squad-mini
 
 
 class RetrievalSettings(Section):
@@ -64,6 +68,8 @@ class GeneratorSettings(Section):
     temperature: float = 0.0
     device: str = "auto"
     dtype: str = "auto"
+    concurrency: int = Field(1, ge=1)  # requests in flight at once to an OpenAI-compatible endpoint (eval, synth)
+    retries: int = Field(4, ge=0)  # retries of a request answered 429 or 5xx, with exponential backoff
     optimize: Literal["none", "int8"] = "none"  # CPU speed-up for transformers models; see docs/models.md
     static_cache: bool = True  # pre-allocated KV cache: faster decoding on CPU, same greedy text
     # weights of the compiled engine: fp32 gave the transformers reference's answers on every measured question;
@@ -174,7 +180,7 @@ def load_settings(kb_dir: str | Path | None = None, overrides: dict[str, Any] | 
                   cwd: str | Path | None = None) -> Settings:
     """The effective settings for a knowledge base (or none), with overrides applied last."""
     merged: dict[str, Any] = {}
-    folders = [Path(cwd or Path.cwd())] + ([Path(kb_dir)] if kb_dir else [])
+    folders = [Path(cwd or Path.cwd())] + ([Path(kb_dir)] if kb_dir and "://" not in str(kb_dir) else [])
     for folder in dict.fromkeys(p.resolve() for p in folders):
         path = folder / CONFIG_FILE
         if path.is_file():

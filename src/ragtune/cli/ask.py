@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
 def ask(
     question: str = typer.Argument(..., help="The question to answer."),
-    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base folder (default: ./kb if it exists)."),
+    kb: Optional[str] = typer.Option(None, "--kb", help="Knowledge-base folder or postgresql:// URL "
+                                                        "(default: ./kb if it exists)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model alias (smollm2, gemma3-270m), folder, .gguf "
                                                                "or adapter; or the endpoint's model name."),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="Passages to retrieve (default: retrieval.k)."),
@@ -39,9 +40,11 @@ def ask(
     from ragtune.errors import InputError
     from ragtune.rag import RAG
 
-    if kb is not None and not kb.is_dir():
+    from ragtune.index.stores import is_url
+
+    if kb is not None and not is_url(kb) and not Path(kb).is_dir():
         raise InputError(f"--kb {kb}: no such knowledge-base folder; create it with: ragtune ingest PATH --kb {kb}")
-    kb_dir = kb if kb is not None else (Path("kb") if Path("kb").is_dir() else None)
+    kb_dir = kb if kb is not None else ("kb" if Path("kb").is_dir() else None)
     settings = load_settings(kb_dir, overrides={"generator.model": model, "retrieval.k": k})
     knowledge_base = None
     if kb_dir is not None:

@@ -12,7 +12,7 @@ import typer
 
 def eval_command(
     qa_file: Path = typer.Argument(..., help="QA JSONL, or a SQuAD-style / APIBench-style folder"),
-    kb: Optional[Path] = typer.Option(None, "--kb", help="knowledge-base folder (a QA folder's documents are indexed into it)"),
+    kb: Optional[str] = typer.Option(None, "--kb", help="knowledge-base folder or postgresql:// URL (a QA folder's documents are indexed into it)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
     finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
     out: Path = typer.Option(Path("report"), "--out", help="where index.html, results.json and predictions.jsonl go"),

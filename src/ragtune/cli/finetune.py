@@ -162,7 +162,7 @@ def finetune_cmd(
 
 
 def synth_cmd(
-    source: Path = typer.Argument(..., help="a knowledge-base folder or documents (file or folder)"),
+    source: str = typer.Argument(..., help="a knowledge-base folder or postgresql:// URL, or documents (file or folder)"),
     out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write"),
     generator: str = typer.Option("extractive", "--generator", "-g", help="extractive (no model) or llm"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="for --generator llm: a model spec "

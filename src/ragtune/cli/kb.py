@@ -8,18 +8,26 @@ from typing import Any, List, Optional
 
 import typer
 
-KB_OPTION = typer.Option(Path("kb"), "--kb", help="Knowledge-base folder.")
+KB_OPTION = typer.Option("kb", "--kb", help="Knowledge-base folder, or a postgresql://user@host/db URL.")
 
 
-def _open(kb: Path, create: bool = False, overrides: dict | None = None):
+def _open(kb: str, create: bool = False, overrides: dict | None = None):
+    """The knowledge base at a folder or database URL (``store.url`` in the folder's ragtune.toml also counts)."""
     from ragtune.config import load_settings
     from ragtune.errors import InputError
     from ragtune.index.knowledge_base import KnowledgeBase
+    from ragtune.index.stores import is_url
 
+    settings = load_settings(None if is_url(kb) else kb, overrides)
+    on_server = is_url(kb) or settings.store.url
     # a kb whose manifest.json was deleted still has its store (lance/): opening it rebuilds the manifest
-    if not create and not (kb / "manifest.json").exists() and not (kb / "lance").is_dir():
+    if not create and not on_server and not (Path(kb) / "manifest.json").exists() and not (Path(kb) / "lance").is_dir():
         raise InputError(f"{kb}: no knowledge base here; create one with: ragtune ingest PATH --kb {kb}")
-    return KnowledgeBase(kb, settings=load_settings(kb, overrides))
+    knowledge_base = KnowledgeBase(kb, settings=settings)
+    if not create and on_server and not knowledge_base.manifest.embedder:
+        raise InputError(f"{knowledge_base.name}: no knowledge base in this database yet; create one with: "
+                         "ragtune ingest PATH --kb URL")
+    return knowledge_base
 
 
 def _console(stderr: bool = False):
@@ -33,13 +41,22 @@ def _console(stderr: bool = False):
 
 
 def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
-           kb: Path = KB_OPTION,
+           kb: str = KB_OPTION,
            tag: List[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
-           as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON.")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON."),
+           ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                             help="Read, chunk and embed on Ray: 'local' (a local instance), "
+                                                  "'auto' (this machine's cluster) or ray://head:10001.")) -> None:
     """Add files to the knowledge base: unchanged files are skipped, changed ones replaced."""
     from rich.table import Table
 
-    report = _open(kb, create=True).add(paths, tags=tag or None)
+    knowledge_base = _open(kb, create=True)
+    if ray is not None:
+        from ragtune.index.ray_ingest import add_with_ray
+
+        report = add_with_ray(knowledge_base, paths, tags=tag or None, address=None if ray == "local" else ray)
+    else:
+        report = knowledge_base.add(paths, tags=tag or None)
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
     else:
@@ -51,7 +68,7 @@ def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, 
                           item.reason if item.status == "failed" else "")
         _console().print(table)
         counts = ", ".join(f"{len(report.of(s))} {s}" for s in ("added", "updated", "unchanged", "failed"))
-        _console().print(f"{counts}; {report.embedded} chunks embedded; kb: {kb}")
+        _console().print(f"{counts}; {report.embedded} chunks embedded; kb: {knowledge_base.name}")
     for item in report.failed:
         typer.secho(f"error: {item.reason}", fg="red", err=True)
     if report.failed:
@@ -59,7 +76,7 @@ def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, 
 
 
 def search(query: str = typer.Argument(..., help="What to look for."),
-           kb: Path = KB_OPTION,
+           kb: str = KB_OPTION,
            k: Optional[int] = typer.Option(None, "-k", "--k", help="How many hits (default retrieval.k)."),
            mode: Optional[str] = typer.Option(None, "--mode", help="hybrid (default), dense or lexical."),
            source: List[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
@@ -88,7 +105,7 @@ def search(query: str = typer.Argument(..., help="What to look for."),
         console.print(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}", markup=False)
 
 
-def sources(kb: Path = KB_OPTION,
+def sources(kb: str = KB_OPTION,
             as_json: bool = typer.Option(False, "--json", help="Print the sources as JSON.")) -> None:
     """List what is in the knowledge base."""
     from dataclasses import asdict
@@ -113,13 +130,13 @@ def sources(kb: Path = KB_OPTION,
 
 
 def remove(source: str = typer.Argument(..., help="A source name as shown by `ragtune sources`."),
-           kb: Path = KB_OPTION) -> None:
+           kb: str = KB_OPTION) -> None:
     """Delete one source and its chunks."""
     n = _open(kb).remove(source)
     _console().print(f"removed {source}: {n} chunks")
 
 
-def config(kb: Path = KB_OPTION,
+def config(kb: Path = typer.Option(Path("kb"), "--kb", help="Knowledge-base folder."),
            set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. retrieval.k=8 (repeatable)."),
            save: bool = typer.Option(False, "--save", help="Write the --set values into <kb>/ragtune.toml."),
            as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
@@ -135,9 +152,26 @@ def config(kb: Path = KB_OPTION,
     print(json.dumps(data, indent=1) if as_json else to_toml(data))
 
 
+def migrate(source: str = typer.Argument(..., help="The knowledge base to copy (a folder or URL)."),
+            target: str = typer.Argument(..., help="Where to: postgresql://user@host/db (or a folder)."),
+            as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Copy a knowledge base, vectors included, into PostgreSQL; then verify counts and chunk ids."""
+    from ragtune.index.migrate import migrate as run
+
+    report = run(source, target)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=1))
+        return
+    _console().print(f"copied {report.sources} sources, {report.chunks} chunks from {report.source} to "
+                     f"{report.target} ({report.embedded} embedded now); counts and ids verified")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(search)
     app.command()(sources)
     app.command()(remove)
     app.command()(config)
+    admin = typer.Typer(help="Knowledge-base administration: migrate.", no_args_is_help=True)
+    admin.command("migrate")(migrate)
+    app.add_typer(admin, name="kb")

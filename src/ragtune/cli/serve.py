@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ragtune.errors import ConfigError
+from ragtune.index.stores import is_url
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +18,8 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base folder (default: ./kb if it exists). "
+    kb: Optional[str] = typer.Option(None, "--kb", help="Knowledge-base folder or postgresql:// URL (default: ./kb "
+                                     "if it exists). "
                                       "Enables the 'rag' configurations and the upload/search API."),
     model: Optional[str] = typer.Option(None, "--model", help="Base model: packaged alias (smollm2), HF folder "
                                         "or .gguf (default: generator.model)."),
@@ -37,9 +39,9 @@ def serve(
     from ragtune.serve.logs import setup_logging
     from ragtune.serve.security import api_key_from_env, check_bind
 
-    kb_dir = kb if kb is not None else (Path("kb") if (Path("kb") / "manifest.json").is_file() else None)
-    if kb is not None and not create_kb:
-        _check_kb(kb)
+    kb_dir = kb if kb is not None else ("kb" if (Path("kb") / "manifest.json").is_file() else None)
+    if kb is not None and not create_kb and not is_url(kb):
+        _check_kb(Path(kb))
     settings = load_settings(kb_dir, overrides={
         "generator.model": model, "serve.host": host, "serve.port": port,
         "serve.finetuned": str(finetuned) if finetuned else None, "serve.report_dir": str(report) if report else None})
@@ -67,7 +69,9 @@ def serve(
 
     from ragtune.serve.app import create_app
 
-    app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings, kb_dir=kb_dir,
+    # a database kb has no folder for uploaded files (a folder whose ragtune.toml sets store.url has)
+    app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings,
+                     kb_dir=getattr(knowledge_base, "path", None),
                      report_dir=s.report_dir, api_key=api_key)
     shown = f"[{s.host}]" if ":" in s.host else s.host
     typer.secho(f"ragtune serving on http://{shown}:{s.port}/  (Ctrl+C stops after in-flight ingestion)",

@@ -113,7 +113,8 @@ def freshness_test(run: EvalRun, variants: list[str], kb_factory: Any, training:
         return {"skipped": "the QA set brings no documents to change; use a SQuAD/APIBench-style folder"}
     changed, changed_docs, stale = changed_facts(qa, n_changed, run.seed)
     added, added_docs = new_facts(qa, n_new)
-    copy = kb_factory(run.out / "freshness-kb", run.settings, getattr(run.kb, "embedder", None))
+    local = run.settings.model_copy(update={"store": run.settings.store.model_copy(update={"url": None, "backend": "lancedb"})})
+    copy = kb_factory(run.out / "freshness-kb", local, getattr(run.kb, "embedder", None))  # never the team's database
     copy.add_documents(qa.documents)  # incremental: a re-run finds it already indexed
     t0 = time.perf_counter()
     copy.add_documents(changed_docs + added_docs)  # changed text replaces, new sources are added

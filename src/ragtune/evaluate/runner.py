@@ -28,6 +28,7 @@ from ragtune.evaluate.scorers import check_gold
 from ragtune.evaluate.scoring import generalisation, headline_key, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model, model_name
+from ragtune.index.stores import is_url
 from ragtune.types import Answer
 
 RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
@@ -45,7 +46,7 @@ def open_kb(kb: Any, qa: QASet, out: Path, settings: Settings, kb_factory: KBFac
     if kb is None and not qa.documents:
         return None
     if kb is None or isinstance(kb, (str, Path)):
-        kb = kb_factory(Path(kb) if kb is not None else out / "kb", settings, None)
+        kb = kb_factory(kb if is_url(kb) else Path(kb) if kb is not None else out / "kb", settings, None)
     if qa.documents:
         kb.add_documents(qa.documents)
     return kb

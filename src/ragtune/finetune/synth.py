@@ -114,6 +114,12 @@ def dedupe(pairs: list[QAPair], threshold: float = 0.9) -> list[QAPair]:
 def load_chunks(path: str | Path, settings: ChunkingSettings | None = None) -> list[Chunk]:
     """Chunks of a knowledge-base folder (as stored) or of documents (chunked now with ``[chunking]``, no overlap,
     so that no sentence is asked about twice)."""
+    from ragtune.index.stores import is_url
+
+    if is_url(path):  # a knowledge base in PostgreSQL
+        from ragtune.index.knowledge_base import KnowledgeBase
+
+        return _kb_chunks(KnowledgeBase(path))
     path = Path(path)
     if (path / "manifest.json").is_file() and (path / "lance").is_dir():
         from ragtune.index.knowledge_base import KnowledgeBase
@@ -140,18 +146,23 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: st
     """QA pairs from chunks with the named generator, de-duplicated."""
     from tqdm.auto import tqdm
 
-    chunks = list(chunks)
+    chunks, concurrency = list(chunks), 1
     if generator == "extractive":
         make = lambda c: extractive_pairs(c, per_chunk)  # noqa: E731
     elif generator == "llm":
         from ragtune.models.loading import load_generator
 
+        from ragtune.config import load_settings
+
         generate = load_generator(model) if model else load_generator()
         make = lambda c: llm_pairs(c, generate, per_chunk)  # noqa: E731
+        concurrency = load_settings().generator.concurrency  # requests in flight to an endpoint
     else:
         raise InputError(f"generator '{generator}': unknown; use extractive or llm")
-    pairs = [p for c in tqdm(chunks, desc=f"synth ({generator})", unit="chunk", disable=not progress)
-             for p in make(c)]
+    from ragtune.evaluate.parallel import iter_answers
+
+    bar = tqdm(chunks, desc=f"synth ({generator})", unit="chunk", disable=not progress)
+    pairs = [p for made in iter_answers(make, bar, concurrency) for p in made]  # in chunk order at any concurrency
     return dedupe(pairs)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -138,3 +139,36 @@ def commit(store, manifest: Manifest, embedder, batch: list[Pending], report: In
         report.items.append(SourceStatus(doc.source, "updated" if old else "added", len(p.chunks)))
     manifest.save()
     manifest.end()
+
+
+def file_sha256(path: Path) -> str | None:
+    from ragtune.documents.files import read_bytes
+    from ragtune.errors import InputError
+
+    try:  # the same guarded read as loading: never a FIFO or a device, never more than the size limit
+        return hashlib.sha256(read_bytes(path)).hexdigest()
+    except InputError:
+        return None
+
+
+def prepare_file(item: tuple[Path, str], known: SourceInfo | None, chunker, tags: list[str] | None
+                 ) -> Pending | SourceStatus:
+    """Load and chunk one file, unless its content hash is the one already stored (then it is not even read)."""
+    from ragtune.documents import load
+
+    path, source = item
+    if known and file_sha256(path) == known.sha256:
+        return SourceStatus(source, "unchanged", known.chunks)  # no loading, no embedding
+    document = load(path, source)
+    return chunk_document(chunker, document, document.metadata.get("sha256") or file_sha256(path), tags)
+
+
+def chunk_document(chunker, document: Document, sha: str, tags: list[str] | None) -> Pending | SourceStatus:
+    """A loaded document's chunks (with the extra tags), or a failure when it has no text."""
+    if tags:
+        document.metadata["tags"] = sorted(set(document.metadata.get("tags") or []) | set(tags))
+    chunks = chunker(document)
+    if not chunks:
+        return SourceStatus(document.source, "failed", reason=f"{document.source}: no text to index; "
+                            "check that the file has readable text")
+    return Pending(document, sha, chunks)

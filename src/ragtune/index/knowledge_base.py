@@ -24,10 +24,10 @@ import numpy as np
 from ragtune.config import Settings, load_settings
 from ragtune.errors import ConfigError, InputError, RagtuneError, StorageError
 from ragtune.index.embedders import Embedder, make_embedder
-from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
-from ragtune.index.manifest import Manifest, SourceInfo
+from ragtune.index.ingest import IngestReport, Pending, SourceStatus, chunk_document, commit, prepare_file
+from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
-from ragtune.index.stores import make_store
+from ragtune.index.stores import VectorStore, is_url, make_store, redact
 from ragtune.index.writes import read_errors, write_errors
 from ragtune.types import Document, Hit
 
@@ -42,24 +42,26 @@ class KnowledgeBase:
     """Opens (or creates) the knowledge base in ``path``."""
 
     def __init__(self, path: str | Path, settings: Settings | None = None, embedder: Embedder | None = None):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"{self.path}: is a file, not a knowledge-base folder; pass a folder with --kb")
-        self.path.mkdir(parents=True, exist_ok=True)
+        url = str(path) if is_url(path) else None  # a postgresql:// URL: the kb lives in that database
+        self.path = None if url else Path(path)
+        if self.path is not None:
+            if self.path.exists() and not self.path.is_dir():
+                raise InputError(f"{self.path}: is a file, not a knowledge-base folder; pass a folder with --kb")
+            self.path.mkdir(parents=True, exist_ok=True)
         self.settings = settings or load_settings(self.path)
+        self.url = url = url or self.settings.store.url  # store.url in ragtune.toml also points a folder at a server
+        self.name = redact(url) if url else str(self.path)  # for messages: never a password
         self._embedder = embedder or make_embedder(self.settings.embedder)  # cheap: the model loads lazily
         self._chunker = None
         self._reranker = None
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.manifest = Manifest(self.path)
+        self.store, self.manifest = _open_storage(self.path, url, self.settings)
         recorded = self.manifest.embedder.get("name")
         if recorded and recorded != self._embedder.name:
             raise ConfigError(
-                f"{self.path}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
+                f"{self.name}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
                 "set embedder.model back, or ingest into a new --kb folder")
-        with read_errors(self.path):
-            self.store = make_store(self.settings.store.backend, self.path)
-        if not self.manifest.path.exists() and self.store.count():
+        if not self.url and not self.manifest.path.exists() and self.store.count():
             try:
                 self._rebuild_manifest()
             except StorageError as e:  # a read-only folder: search works, listing waits for a writable one
@@ -76,7 +78,7 @@ class KnowledgeBase:
         return self.store.count()
 
     def __repr__(self) -> str:
-        return f"KnowledgeBase({str(self.path)!r}, sources={len(self.manifest.sources)})"
+        return f"KnowledgeBase({self.name!r}, sources={len(self.manifest.sources)})"
 
     def sources(self) -> list[SourceInfo]:
         """What is in the knowledge base, by source name."""
@@ -87,7 +89,7 @@ class KnowledgeBase:
     def add(self, paths: Iterable[str | Path] | str | Path, tags: list[str] | None = None,
             progress: bool | None = None) -> IngestReport:
         """Ingest files and folders; unchanged files cost nothing, a failed file never stops the batch."""
-        from ragtune.documents import iter_files, load, source_name
+        from ragtune.documents import iter_files, source_name
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -98,19 +100,15 @@ class KnowledgeBase:
         files = [f for f in iter_files([p for p in given if not self._owns(p)]) if not self._owns(f[0])]
 
         def prepare(item: tuple[Path, str]) -> Pending | SourceStatus:
-            path, source = item
-            known = self.manifest.sources.get(source)
-            if known and _file_sha256(path) == known.sha256:
-                return SourceStatus(source, "unchanged", known.chunks)  # no loading, no embedding
-            document = load(path, source)
-            sha = document.metadata.get("sha256") or _file_sha256(path)
-            return self._chunked(document, sha, tags)
+            return prepare_file(item, self.manifest.sources.get(item[1]), self.chunker, tags)
 
         report = self._ingest(files, lambda item: item[1], prepare, progress)
         report.items[:0] = refused
         return report
 
     def _owns(self, path: Path) -> bool:
+        if self.path is None:  # a database kb has no folder of its own
+            return False
         here = os.path.realpath(self.path)
         return os.path.commonpath([here, os.path.realpath(path)]) == here
 
@@ -131,8 +129,8 @@ class KnowledgeBase:
         with self._lock(), write_errors(self.path):
             self.manifest.load()
             if source not in self.manifest.sources:
-                raise InputError(f"source '{source}': not in the knowledge base {self.path}; "
-                                 f"list the names with: ragtune sources --kb {self.path}")
+                raise InputError(f"source '{source}': not in the knowledge base {self.name}; "
+                                 f"list the names with: ragtune sources --kb {self.name}")
             self.manifest.begin([source])
             removed = self.store.delete(source)
             del self.manifest.sources[source]
@@ -142,13 +140,7 @@ class KnowledgeBase:
         return removed
 
     def _chunked(self, document: Document, sha: str, tags: list[str] | None) -> Pending | SourceStatus:
-        if tags:
-            document.metadata["tags"] = sorted(set(document.metadata.get("tags") or []) | set(tags))
-        chunks = self.chunker(document)
-        if not chunks:
-            return SourceStatus(document.source, "failed", reason=f"{document.source}: no text to index; "
-                                "check that the file has readable text")
-        return Pending(document, sha, chunks)
+        return chunk_document(self.chunker, document, sha, tags)
 
     @property
     def chunker(self):
@@ -198,7 +190,7 @@ class KnowledgeBase:
             self.manifest.embedder = {"name": self.embedder.name, "dimension": int(self.embedder.dimension)}
             self.manifest.save()
         elif self.manifest.embedder.get("dimension") != self.embedder.dimension:
-            raise ConfigError(f"{self.path}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
+            raise ConfigError(f"{self.name}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
                               f"embedder '{self.embedder.name}' gives {self.embedder.dimension}-d; "
                               "ingest into a new --kb folder")
         with write_errors(self.path):
@@ -261,6 +253,8 @@ class KnowledgeBase:
 
     def _lock(self, wait: bool = True):
         """One writer per knowledge base at a time (a second `ragtune ingest` says whom it waits for)."""
+        if self.url:  # a database: its advisory lock
+            return self.store.writer(wait)
         from ragtune.index.writes import writer_lock
 
         return writer_lock(self.path, wait)
@@ -305,9 +299,9 @@ class KnowledgeBase:
         """An empty store under a manifest that lists sources: never answer "no matches" for a lost store."""
         self.manifest.load()
         if self.manifest.sources:
-            raise ConfigError(f"{self.path}: the manifest lists {len(self.manifest.sources)} sources but the store "
+            raise ConfigError(f"{self.name}: the manifest lists {len(self.manifest.sources)} sources but the store "
                               "holds no chunks (its folder was deleted or damaged); re-run `ragtune ingest` with "
-                              f"the same files and --kb {self.path} to rebuild it")
+                              f"the same files and --kb {self.name} to rebuild it")
 
     def _query_vector(self, query: str) -> np.ndarray:
         """The query's vector; recent queries are remembered (a server sees the same ones again)."""
@@ -328,13 +322,13 @@ class KnowledgeBase:
         return self._reranker
 
 
-def _file_sha256(path: Path) -> str | None:
-    from ragtune.documents.files import read_bytes
-
-    try:  # the same guarded read as loading: never a FIFO or a device, never more than the size limit
-        return hashlib.sha256(read_bytes(path)).hexdigest()
-    except InputError:
-        return None
+def _open_storage(folder: Path | None, url: str | None, settings: Settings) -> tuple[VectorStore, Manifest]:
+    """The store and manifest: both in the folder (LanceDB + manifest.json) or both in the database."""
+    if url is None:
+        with read_errors(folder):
+            return make_store(settings.store.backend, folder, settings.store), Manifest(folder)
+    store = make_store("postgres", url, settings.store)
+    return store, PgManifest(store)
 
 
 def _interactive(progress: bool | None) -> bool:

@@ -73,3 +73,37 @@ class Manifest:
         return self.journal.exists()
 
 
+class PgManifest:
+    """The same manifest in a PostgreSQL knowledge base's own tables (``PgStore``).
+
+    ``begin`` opens the store's batch transaction and ``end`` commits it, so chunks and manifest
+    change together; nothing is ever half-written, hence never ``interrupted``. Only rows that
+    changed since the last load or save are written.
+    """
+
+    interrupted = False
+
+    def __init__(self, store):
+        self.store = store
+        self.path = store.name
+        self.embedder: dict[str, Any] = {}
+        self.sources: dict[str, SourceInfo] = {}
+        self._saved: dict[str, dict] = {}
+        self.load()
+
+    def load(self) -> None:
+        self.embedder, rows = self.store.read_manifest()
+        self.sources = {s: SourceInfo(**info) for s, info in rows.items()}
+        self._saved = rows
+
+    def save(self) -> None:
+        now = {s: asdict(info) for s, info in self.sources.items()}
+        changed = {s: info for s, info in now.items() if self._saved.get(s) != info}
+        self.store.write_manifest(self.embedder, changed, [s for s in self._saved if s not in now])
+        self._saved = now
+
+    def begin(self, sources: list[str]) -> None:
+        self.store.begin()
+
+    def end(self) -> None:
+        self.store.commit()

@@ -128,14 +128,34 @@ class _StopWhen:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class _Overloaded(Exception):
+    """A 429 / 5xx reply that will be retried."""
+
+    def __init__(self, response: Any):
+        self.response = response
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _retry_delay(response: Any, backoff: float) -> float:
+    """The server's Retry-After (seconds, capped at a minute) when it gives one, else the backoff."""
+    try:
+        return min(60.0, max(0.0, float(response.headers.get("retry-after", ""))))
+    except ValueError:
+        return backoff
+
+
 class OpenAIChatGenerator:
     """Any OpenAI-compatible chat endpoint, over plain HTTP (httpx); streams server-sent events."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_new_tokens: int = 256,
                  temperature: float = 0.0, timeout: float = 120.0, stop: tuple[str, ...] | list[str] = (),
-                 deadline: float = 600.0, transport: Any = None) -> None:
+                 deadline: float = 600.0, transport: Any = None, retries: int = 4, backoff_s: float = 0.5) -> None:
         import httpx
 
+        self.retries, self.backoff_s = retries, backoff_s  # on 429 / 5xx: wait backoff_s · 2^attempt, then retry
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.max_new_tokens = max_new_tokens
@@ -199,12 +219,30 @@ class OpenAIChatGenerator:
         return {**body, "stop": self.stop} if self.stop else body
 
     def _request(self, body: dict[str, Any]) -> Any:
+        """``_request_once``, retried on 429 / 5xx with exponential backoff (or the server's Retry-After)."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._request_once(body, retry=attempt < self.retries)
+            except _Overloaded as e:
+                time.sleep(_retry_delay(e.response, self.backoff_s * 2 ** attempt))
+        raise AssertionError("unreachable")  # the last attempt never raises _Overloaded
+
+    def _request_once(self, body: dict[str, Any], retry: bool = False) -> Any:
         """POST and parse the JSON reply, read piece by piece so the deadline holds for a trickling body."""
         import httpx
 
         end = time.monotonic() + self.deadline
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
+                if _retryable(response.status_code):
+                    response.read()
+                    if retry:
+                        raise _Overloaded(response)
+                    if self.retries:
+                        detail = response.text.strip().replace("\n", " ")[:200]
+                        raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
+                                         f"{self.retries + 1} times: {detail} (the endpoint is overloaded or "
+                                         "failing; lower generator.concurrency or raise generator.retries)")
                 self._check(response)
                 raw = bytearray()
                 for block in response.iter_bytes():

@@ -116,7 +116,7 @@ def load_generator(settings: GeneratorSettings | Settings | str | None = None, *
                              "set it, e.g. RAGTUNE_GENERATOR__BASE_URL=http://localhost:11434/v1")
         return OpenAIChatGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
                                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                   stop=settings.stop)
+                                   stop=settings.stop, retries=settings.retries)
     device = resolve_device(settings.device)
     if _use_engine(settings.backend, device):
         from ragtune.models.ort import load_ort_generator
