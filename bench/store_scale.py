@@ -31,7 +31,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.evaluate.qa import load_squad  # noqa: E402
 from ragtune.index.compress import sentences  # noqa: E402

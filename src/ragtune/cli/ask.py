@@ -38,9 +38,8 @@ def ask(
     """Answer a question from your knowledge base, citing each passage it used by number."""
     from ragtune.config import load_settings
     from ragtune.errors import InputError
-    from ragtune.rag import RAG
-
     from ragtune.index.stores import is_url
+    from ragtune.rag import RAG
 
     if kb is not None and not is_url(kb) and not Path(kb).is_dir():
         raise InputError(f"--kb {kb}: no such knowledge-base folder; create it with: ragtune ingest PATH --kb {kb}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -40,9 +40,9 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
-def ingest(paths: List[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
            kb: str = KB_OPTION,
-           tag: List[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
+           tag: list[str] = typer.Option([], "--tag", help="Tag every ingested chunk (repeatable); filter with search --tag."),
            as_json: bool = typer.Option(False, "--json", help="Print the per-source report as JSON."),
            ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
                                              help="Read, chunk and embed on Ray: 'local' (a local instance), "
@@ -79,8 +79,8 @@ def search(query: str = typer.Argument(..., help="What to look for."),
            kb: str = KB_OPTION,
            k: Optional[int] = typer.Option(None, "-k", "--k", help="How many hits (default retrieval.k)."),
            mode: Optional[str] = typer.Option(None, "--mode", help="hybrid (default), dense or lexical."),
-           source: List[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
-           tag: List[str] = typer.Option([], "--tag", help="Only chunks with any of these tags (repeatable)."),
+           source: list[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
+           tag: list[str] = typer.Option([], "--tag", help="Only chunks with any of these tags (repeatable)."),
            as_json: bool = typer.Option(False, "--json", help='Print [{"source", "text", "score", ...}].')) -> None:
     """Find the passages that best match a query."""
     where: dict[str, Any] = {}
@@ -137,7 +137,7 @@ def remove(source: str = typer.Argument(..., help="A source name as shown by `ra
 
 
 def config(kb: Path = typer.Option(Path("kb"), "--kb", help="Knowledge-base folder."),
-           set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. retrieval.k=8 (repeatable)."),
+           set_: list[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. retrieval.k=8 (repeatable)."),
            save: bool = typer.Option(False, "--save", help="Write the --set values into <kb>/ragtune.toml."),
            as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Print the effective settings (defaults < ragtune.toml < RAGTUNE_* environment < --set)."""

@@ -185,7 +185,7 @@ def header(run: EvalRun, limit: int | None, split: str | None) -> dict[str, Any]
     """The results.json fields known before any answer: the questions, models and every setting used."""
     s = run.settings
     return {
-        "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "schema": 1, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "qa": {"name": run.qa.name, "n": len(run.qa.items), "metric": run.qa.metric, "limit": limit,
                "seed": run.seed, "split": split,
                "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None,

@@ -150,9 +150,8 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: st
     if generator == "extractive":
         make = lambda c: extractive_pairs(c, per_chunk)  # noqa: E731
     elif generator == "llm":
-        from ragtune.models.loading import load_generator
-
         from ragtune.config import load_settings
+        from ragtune.models.loading import load_generator
 
         generate = load_generator(model) if model else load_generator()
         make = lambda c: llm_pairs(c, generate, per_chunk)  # noqa: E731

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -92,7 +92,7 @@ def text_hash(text: str) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def vectors_for(store, embedder, texts: Sequence[str], hashes: Sequence[str],
@@ -160,7 +160,7 @@ def prepare_file(item: tuple[Path, str], known: SourceInfo | None, chunker, tags
     if known and file_sha256(path) == known.sha256:
         return SourceStatus(source, "unchanged", known.chunks)  # no loading, no embedding
     document = load(path, source)
-    return chunk_document(chunker, document, document.metadata.get("sha256") or file_sha256(path), tags)
+    return chunk_document(chunker, document, document.metadata.get("sha256") or file_sha256(path) or "", tags)
 
 
 def chunk_document(chunker, document: Document, sha: str, tags: list[str] | None) -> Pending | SourceStatus:

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections import OrderedDict
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Iterable
 
@@ -51,6 +52,7 @@ class KnowledgeBase:
         self.settings = settings or load_settings(self.path)
         self.url = url = url or self.settings.store.url  # store.url in ragtune.toml also points a folder at a server
         self.name = redact(url) if url else str(self.path)  # for messages: never a password
+        self.location: Path | str = self.path if self.path is not None else self.name  # what errors name
         self._embedder = embedder or make_embedder(self.settings.embedder)  # cheap: the model loads lazily
         self._chunker = None
         self._reranker = None
@@ -126,7 +128,7 @@ class KnowledgeBase:
 
     def remove(self, source: str) -> int:
         """Delete one source's chunks; return how many were removed."""
-        with self._lock(), write_errors(self.path):
+        with self._lock(), write_errors(self.location):
             self.manifest.load()
             if source not in self.manifest.sources:
                 raise InputError(f"source '{source}': not in the knowledge base {self.name}; "
@@ -178,7 +180,7 @@ class KnowledgeBase:
                 bar.advance()
             self._commit(batch, report, bar)
             if report.added or report.updated:
-                with write_errors(self.path):
+                with write_errors(self.location):
                     self.store.optimize()  # fold new rows into the BM25 index, drop old versions
         report.items.sort(key=lambda s: order.get(s.source, len(order)))
         return report
@@ -193,14 +195,14 @@ class KnowledgeBase:
             raise ConfigError(f"{self.name}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
                               f"embedder '{self.embedder.name}' gives {self.embedder.dimension}-d; "
                               "ingest into a new --kb folder")
-        with write_errors(self.path):
+        with write_errors(self.location):
             commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
 
     def _recover(self) -> None:
         """A journal left by a crashed write: reconcile now, unless another process is writing right now
         (its journal is not a crash) or the folder cannot be written (then it is read as it is)."""
         try:
-            with self._lock(wait=False) as mine, write_errors(self.path):
+            with self._lock(wait=False) as mine, write_errors(self.location):
                 if mine:
                     self._reconcile()
         except StorageError as e:
@@ -209,7 +211,7 @@ class KnowledgeBase:
     def _forget_lost_sources(self) -> None:
         """Sources the manifest lists but the store lacks (its folder deleted or damaged) are forgotten,
         so this ingestion adds them again instead of calling them unchanged."""
-        with read_errors(self.path):
+        with read_errors(self.location):
             stored = self.store.source_versions()
         if any(stored.get((s.source, s.sha256), 0) != s.chunks for s in self.manifest.sources.values()):
             self._reconcile()
@@ -251,12 +253,13 @@ class KnowledgeBase:
         self.manifest.save()
         self.manifest.end()
 
-    def _lock(self, wait: bool = True):
+    def _lock(self, wait: bool = True) -> AbstractContextManager[bool]:
         """One writer per knowledge base at a time (a second `ragtune ingest` says whom it waits for)."""
-        if self.url:  # a database: its advisory lock
-            return self.store.writer(wait)
+        if self.url:  # a database: its advisory lock (PgStore's own, beyond the protocol)
+            return self.store.writer(wait)  # type: ignore[attr-defined]
         from ragtune.index.writes import writer_lock
 
+        assert self.path is not None  # a folder kb: its lock file
         return writer_lock(self.path, wait)
 
     # -- reading ----------------------------------------------------------------------------
@@ -274,14 +277,14 @@ class KnowledgeBase:
             raise InputError(f"search mode '{mode}': unknown; use hybrid, dense or lexical")
         if not query.strip():
             return []
-        with read_errors(self.path):
+        with read_errors(self.location):
             empty = self.store.count() == 0
         if empty:
             self._check_store_not_lost()
             return []
         query_vector = self._query_vector(query)
         n = max(r.candidates, k, 4 * k if r.rerank else 0)
-        with read_errors(self.path):  # not around the embedder: its errors are its own
+        with read_errors(self.location):  # not around the embedder: its errors are its own
             dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
             lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
         if mode == "hybrid":
@@ -322,9 +325,11 @@ class KnowledgeBase:
         return self._reranker
 
 
-def _open_storage(folder: Path | None, url: str | None, settings: Settings) -> tuple[VectorStore, Manifest]:
+def _open_storage(folder: Path | None, url: str | None, settings: Settings
+                  ) -> tuple[VectorStore, Manifest | PgManifest]:
     """The store and manifest: both in the folder (LanceDB + manifest.json) or both in the database."""
     if url is None:
+        assert folder is not None
         with read_errors(folder):
             return make_store(settings.store.backend, folder, settings.store), Manifest(folder)
     store = make_store("postgres", url, settings.store)

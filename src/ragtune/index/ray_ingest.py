@@ -19,7 +19,7 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class _Worker:
         self.tags = tags
 
     def __call__(self, batch: dict) -> dict:
-        results = []
+        results: list[Pending | SourceStatus | Exception] = []
         for path, source in zip(batch["path"], batch["source"]):
             try:
                 results.append(prepare_file((Path(path), str(source)), None, self.chunker, self.tags))
@@ -86,7 +86,7 @@ def _start(address: str | None) -> None:
     if ray.is_initialized():
         return
     logging.getLogger("ray").setLevel(logging.WARNING)  # progress lines would drown the ingestion report
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -108,7 +108,8 @@ def prepare_on_ray(items: list[tuple[Path, str]], settings, tags: list[str] | No
     ds = ds.map_batches(_Worker, fn_constructor_kwargs={"settings_json": settings.model_dump_json(), "tags": tags},
                         batch_size=per_batch, num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))))
-    results, vectors = {}, {}
+    results: dict[str, Any] = {}
+    vectors: dict[str, np.ndarray] = {}
     for row in ds.iter_rows():
         result = pickle.loads(row["result"])
         results[row["source"]] = result

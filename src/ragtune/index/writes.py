@@ -90,7 +90,7 @@ def _holder(f) -> str:
 
 
 @contextmanager
-def write_errors(folder: Path) -> Iterator[None]:
+def write_errors(folder: Path | str) -> Iterator[None]:
     """A write that fails for want of space or permission becomes one StorageError line; others pass."""
     try:
         yield
@@ -105,7 +105,7 @@ def write_errors(folder: Path) -> Iterator[None]:
 
 
 @contextmanager
-def read_errors(folder: Path) -> Iterator[None]:
+def read_errors(folder: Path | str) -> Iterator[None]:
     """A store that cannot be read (a damaged or half-deleted file) becomes one StorageError saying how to
     rebuild it; the manifest stays, so re-ingesting the same files restores every source."""
     try:

@@ -28,8 +28,19 @@ from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError
 from ragtune.index.stores import redact
 from ragtune.index.stores.base import StoredHit, check_filter
-from ragtune.index.stores.pg_sql import (BM25_SQL, DELETE_POSTINGS_SQL, DENSE_SQL, LIVE_STATS, MANIFEST_DDL, POSTINGS_SQL, RECORD_STATS,
-                                         RECORDED_STATS, STORE_DDL, TS_RANK_SQL, UPSERT_SQL)
+from ragtune.index.stores.pg_sql import (
+    BM25_SQL,
+    DELETE_POSTINGS_SQL,
+    DENSE_SQL,
+    LIVE_STATS,
+    MANIFEST_DDL,
+    POSTINGS_SQL,
+    RECORD_STATS,
+    RECORDED_STATS,
+    STORE_DDL,
+    TS_RANK_SQL,
+    UPSERT_SQL,
+)
 from ragtune.types import Chunk
 
 LOCK_KEY = "hashtext('ragtune:' || current_schema())"  # one writer per knowledge base (= schema)
