@@ -7,6 +7,9 @@ bash scripts/setup.sh
 command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
   || echo "warning: could not install chromium; the browser test will skip" >&2
+# Guardrails first: lint (pyflakes, import order, pyupgrade) and types, as configured in pyproject.toml.
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
 # The tests run in a loopback-only network namespace: the servers they start (uvicorn, Ray, PostgreSQL) can bind
 # nothing but 127.0.0.1, and nothing can leave the machine. Where namespaces are not allowed, they run as they are.
 RUN=(env HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -ra "$@")

@@ -189,3 +189,37 @@ def test_self_cited_counts_only_the_models_own_citation_of_a_passage_with_the_an
     assert self_cited(Answer("Zembla [1]", [wrong]), item) == 0.0
     inferred = Citation(1, "Freedonia#0", right.text, inferred=True)
     assert self_cited(Answer("Zembla", [inferred]), item) == 0.0  # ragtune's guess, not the model's
+
+
+def test_generator_concurrency_reaches_eval_and_keeps_answers_and_order(squad_folder, tmp_path):
+    """generator.concurrency: an endpoint answers several questions at once; same answers, same order."""
+    import threading
+    import time as _time
+
+    class Endpoint:
+        name = "endpoint"
+
+        def __init__(self):
+            self.now = self.peak = 0
+            self.lock = threading.Lock()
+
+        def stream(self, messages, **kw):
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            _time.sleep(0.05)
+            with self.lock:
+                self.now -= 1
+            yield f"answer to {messages[-1]['content']}"
+
+    folder, _ = squad_folder
+    runs = {}
+    for n in (1, 4):
+        settings = Settings()
+        settings.generator.backend, settings.generator.concurrency = "openai", n
+        gen = Endpoint()
+        evaluate(folder, model=gen, out=tmp_path / f"c{n}", settings=settings, variants=["base"],
+                 kb_factory=lambda path, s, e: MemoryKB())
+        lines = [json.loads(x) for x in (tmp_path / f"c{n}" / "predictions.jsonl").read_text().splitlines()]
+        runs[n] = ([(r["id"], r["prediction"]) for r in lines], gen.peak)
+    assert runs[1][0] == runs[4][0] and runs[1][1] == 1 and runs[4][1] > 1

@@ -17,11 +17,12 @@ import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError
 from ragtune.evaluate import metrics as M
+from ragtune.evaluate.parallel import iter_answers
 from ragtune.evaluate.qa import QAItem, QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
 from ragtune.evaluate.scorers import check_gold
@@ -32,10 +33,10 @@ from ragtune.index.stores import is_url
 from ragtune.types import Answer
 
 RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
-KBFactory = Callable[[Path, Settings, Any], Any]  # (folder, settings, embedder or None) -> KnowledgeBase
+KBFactory = Callable[[Any, Settings, Any], Any]  # (folder or URL, settings, embedder or None) -> KnowledgeBase
 
 
-def open_knowledge_base(path: Path, settings: Settings, embedder: Any = None) -> Any:
+def open_knowledge_base(path: Path | str, settings: Settings, embedder: Any = None) -> Any:
     from ragtune.index.knowledge_base import KnowledgeBase
 
     return KnowledgeBase(path, settings=settings, embedder=embedder)
@@ -128,11 +129,14 @@ def setup(qa: str | Path | QASet, kb: Any, models: dict[str, Any], out: Path, se
                    seed, judge, rag_factory)
 
 
-def ask_one(run: EvalRun, answerer: Answerer, variant: str, item: QAItem, setup_hash: str) -> dict:
-    """Ask one question, score it, and log the record (so an interrupted run resumes after it)."""
+def timed_answer(answerer: Answerer, item: QAItem) -> tuple[QAItem, Answer, float]:
     t0 = time.perf_counter()
     answer = answerer.ask(item.question)
-    latency = time.perf_counter() - t0
+    return item, answer, time.perf_counter() - t0
+
+
+def record(run: EvalRun, variant: str, item: QAItem, answer: Answer, latency: float, setup_hash: str) -> dict:
+    """Score one answer and log the record (so an interrupted run resumes after it)."""
     passages = [h.text for h in answer.hits]
     rec = {"variant": variant, "model": model_name(run.models[VARIANTS[variant].model]), "setup": setup_hash,
            "id": item.id, "question": item.question, "answers": item.answers, "is_impossible": item.is_impossible,
@@ -163,8 +167,11 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     with measure() as usage:
         if todo:
             answerer = run.answerer(variant)
-            for item in _progress(todo, variant):
-                records.append(ask_one(run, answerer, variant, item, setup_hash))
+            g = run.settings.generator  # endpoints answer several questions at once; local models one at a time
+            in_flight = g.concurrency if g.backend == "openai" else 1
+            answers = iter_answers(lambda it: timed_answer(answerer, it), todo, in_flight)  # in question order
+            for item, answer, latency in _progress(answers, variant, len(todo)):
+                records.append(record(run, variant, item, answer, latency, setup_hash))
     summary = summarise(records, run.qa.metric, seed=run.seed)
     # a resumed variant keeps the peak memory and time measured when its answers were made
     stored = run.log.usage(variant, name)
@@ -265,7 +272,7 @@ def _compare(per_variant: dict[str, list[dict]], metric: str, seed: int) -> tupl
     return comps, best, tied
 
 
-def _progress(items: list, label: str):
+def _progress(items: Iterable[Any], label: str, total: int) -> Iterable[Any]:
     from rich.progress import track
 
-    return track(items, description=f"{label:>14}", transient=False) if items else items
+    return track(items, total=total, description=f"{label:>14}", transient=False) if total else items

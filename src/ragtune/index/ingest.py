@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ragtune.index.manifest import Manifest, SourceInfo
+from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
 from ragtune.types import Chunk, Document
 
 EMBED_BATCH = 256  # texts per embedder call: each call's vectors are cached before the next starts
@@ -112,7 +112,7 @@ def vectors_for(store, embedder, texts: Sequence[str], hashes: Sequence[str],
     return np.stack([known[h] for h in hashes]), len(missing)
 
 
-def commit(store, manifest: Manifest, embedder, batch: list[Pending], report: IngestReport,
+def commit(store, manifest: Manifest | PgManifest, embedder, batch: list[Pending], report: IngestReport,
            on_embedded: Callable[[int], None] = lambda n: None) -> None:
     """Store one batch of sources (steps 1–4 of the module docstring) and record their status."""
     if not batch:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ragtune.errors import ConfigError
-from ragtune.index.ingest import IngestReport, Pending, file_sha256, prepare_file
+from ragtune.index.ingest import IngestReport, Pending, SourceStatus, file_sha256, prepare_file
 
 
 class _Worker:
@@ -104,7 +104,7 @@ def prepare_on_ray(items: list[tuple[Path, str]], settings, tags: list[str] | No
 
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     per_batch = max(1, min(settings.embedder.batch_size, -(-len(items) // workers)))
-    ds = ray.data.from_items([{"path": str(p), "source": s} for p, s in items])
+    ds: Any = ray.data.from_items([{"path": str(p), "source": s} for p, s in items])
     ds = ds.map_batches(_Worker, fn_constructor_kwargs={"settings_json": settings.model_dump_json(), "tags": tags},
                         batch_size=per_batch, num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))))

@@ -117,7 +117,7 @@ def read_errors(folder: Path | str) -> Iterator[None]:
                            "it") from e
 
 
-def _write_hint(code: int | None, folder: Path) -> str:
+def _write_hint(code: int | None, folder: Path | str) -> str:
     if code == errno.EROFS:
         return "it is on a read-only file system; copy it somewhere writable or search it as it is"
     if code in (errno.ENOSPC, errno.EDQUOT):

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -55,7 +55,8 @@ def _connect(url: str, password_env: str):
                           "pip install 'ragtune[postgres]'") from None
     password = os.environ.get(password_env)
     try:
-        conn = psycopg.connect(url, autocommit=True, **({"password": password} if password else {}))
+        extra: dict[str, Any] = {"password": password} if password else {}
+        conn = psycopg.connect(url, autocommit=True, **extra)
     except psycopg.Error as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if password:
@@ -134,8 +135,9 @@ class PgStore:
     def begin(self) -> None:
         """Open the batch transaction: every write until ``commit`` lands together or not at all."""
         if self._tx is None:
-            self._tx = self._write.transaction()
-            self._tx.__enter__()
+            tx = self._write.transaction()
+            tx.__enter__()
+            self._tx = tx
 
     def commit(self) -> None:
         if self._tx is not None:
