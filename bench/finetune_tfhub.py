@@ -3,8 +3,8 @@
     python bench/finetune_tfhub.py [--data ../shared/data/tfhub-apibench] [--epochs 2] [--out runs/tfhub]
 
 Split: eval.jsonl shuffled with seed 0 into 80/10/10 % train/validation/test (ragtune.finetune.apibench).
-Accuracy: share of test items whose generated reply names the same TF Hub model as the gold api_call
-(first model URL / hub.load / hub.KerasLayer target, normalised). Both models get the same prompt
+Accuracy: share of test items whose generated reply scores 1 under the `call` metric against the gold api_call
+(ragtune.evaluate.scorers, the one `ragtune eval` uses). Both models get the same prompt
 (system line + instruction, the model's chat template) and decode greedily; both load through
 ragtune.models.loading (the fine-tuned one as an adapter folder), so this also checks that path.
 """
@@ -12,8 +12,8 @@ ragtune.models.loading (the fine-tuned one as an adapter folder), so this also c
 from __future__ import annotations
 
 import argparse
+import ast
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,24 +23,25 @@ from transformers import StoppingCriteria
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-
+from ragtune.evaluate.calls import call_closed, first_call  # noqa: E402
+from ragtune.evaluate.scorers import get_metric  # noqa: E402
 from ragtune.finetune import finetune  # noqa: E402
-from ragtune.finetune.apibench import api_target, load_apibench, same_api  # noqa: E402
+from ragtune.finetune.apibench import load_apibench  # noqa: E402
 from ragtune.models.loading import load_model_and_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class StopAfterCall(StoppingCriteria):
-    """Stop a sequence once its reply names a model handle and closes it (a quote, ')' or white space after it):
-    scoring reads only the first handle, so decoding further is wasted time (same rule for both models)."""
+    """Stop a sequence once its reply's first call is closed: scoring reads only the first call to the gold's
+    function, so decoding further is mostly wasted time (same rule for both models)."""
 
     def __init__(self, tokenizer, prompt_len: int):
         self.tokenizer, self.prompt_len = tokenizer, prompt_len
 
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([bool(re.search(r"(tfhub\.dev|kaggle\.com/models)/\S+?['\")\s]", t)) for t in texts])
+        return torch.tensor([call_closed(t) for t in texts])
 
 
 @torch.no_grad()
@@ -62,17 +63,23 @@ def generate(model, tokenizer, examples, max_new_tokens: int = 40, batch_size: i
     return replies
 
 
+def is_correct(reply: str, gold: str) -> bool:
+    """The reply scores 1 under `ragtune eval`'s metric for API calls (one implementation, in the product)."""
+    return get_metric("call")(reply, [gold]) == 1.0
+
+
 def accuracy(spec: str, test, cache: Path | None = None, max_new_tokens: int = 96) -> tuple[float, list[dict]]:
-    """Test accuracy of a model spec; replies are cached in ``cache`` (keyed by spec, test items, budget)."""
-    key = [spec, max_new_tokens, [e.answer for e in test], [e.messages[-2]["content"] for e in test]]
+    """Test accuracy of a model spec; replies are cached in ``cache`` (keyed by spec, test items, budget and
+    stopping rule) and scored afresh each time."""
+    key = [spec, max_new_tokens, [e.answer for e in test], [e.messages[-2]["content"] for e in test], "call-closed"]
     if cache and cache.is_file() and json.loads(cache.read_text())["key"] == key:
-        rows = json.loads(cache.read_text())["rows"]
-        return sum(r["correct"] for r in rows) / len(rows), rows
-    model, tokenizer = load_model_and_tokenizer(spec, device="cpu", dtype="float32")
-    model.eval()
-    replies = generate(model, tokenizer, test, max_new_tokens=max_new_tokens)
-    rows = [{"gold": e.answer, "reply": r, "correct": same_api(r, e.answer), "target": api_target(r)}
-            for e, r in zip(test, replies)]
+        replies = [r["reply"] for r in json.loads(cache.read_text())["rows"]]
+    else:
+        model, tokenizer = load_model_and_tokenizer(spec, device="cpu", dtype="float32")
+        model.eval()
+        replies = generate(model, tokenizer, test, max_new_tokens=max_new_tokens)
+    rows = [{"gold": e.answer, "reply": r, "correct": is_correct(r, e.answer),
+             "target": ast.unparse(c) if (c := first_call(r)) is not None else None} for e, r in zip(test, replies)]
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
@@ -107,8 +114,8 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (batch 8)")
     ap.add_argument("--eval-examples", type=int, default=32, help="validation examples per evaluation")
     ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--max-new-tokens", type=int, default=96, help="reply budget (decoding stops once a model "
-                    "URL is closed)")
+    ap.add_argument("--max-new-tokens", type=int, default=96, help="reply budget (decoding stops once the first call "
+                    "is closed)")
     ap.add_argument("--base-only", action="store_true", help="only score (and cache) the base model")
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out instead of training")
     ap.add_argument("--max-seq", type=int, default=128)
@@ -144,9 +151,10 @@ def main() -> None:
     body = f"""
 Task: instruction → TF Hub API call (Gorilla APIBench `eval.jsonl`, {sum(sizes.values())} items), split with
 seed {args.seed} into train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}
-(`ragtune.finetune.apibench.load_apibench`). Accuracy = share of test items whose reply names the same
-model handle as the gold `api_call` (normalised URL / `hub.load` / `hub.KerasLayer` target),
-same prompt for both, greedy decoding up to {args.max_new_tokens} new tokens (stopped once a model URL is closed).
+(`ragtune.finetune.apibench.load_apibench`). Accuracy = share of test items whose reply scores 1 under the
+`call` metric against the gold `api_call` (the first call to the same function, compared as a syntax tree:
+`ragtune.evaluate.scorers`, as `ragtune eval`), same prompt for both, greedy decoding up to
+{args.max_new_tokens} new tokens (stopped once the reply's first call is closed).
 
 | model | test accuracy | correct |
 |---|---|---|

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.index.knowledge_base import KnowledgeBase  # noqa: E402
 from ragtune.types import Document  # noqa: E402

@@ -16,7 +16,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from choose import RUNS, squad_split  # noqa: E402
-
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.evaluate import metrics as M  # noqa: E402
 from ragtune.evaluate.scoring import strip_citations  # noqa: E402

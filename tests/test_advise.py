@@ -106,3 +106,32 @@ def test_evidence_from_a_report_folder(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="not a ragtune results.json"):
         advise({}, tmp_path / "bad.json")
+
+
+RAG_HURTS_ADAPTER = results({"base": 0.0, "rag": 0.0, "finetuned": 0.54, "finetuned+rag": 0.41},
+                            [("rag", "base", "tie"), ("finetuned", "base", "a"), ("rag", "finetuned", "b"),
+                             ("finetuned+rag", "finetuned", "b"), ("finetuned+rag", "rag", "a")])
+RAFT_MEASURED = results({"base": 0.0, "rag": 0.0, "finetuned": 0.54, "finetuned+rag": 0.41, "raft": 0.60},
+                        [("rag", "base", "tie"), ("finetuned", "base", "a"), ("rag", "finetuned", "b"),
+                         ("finetuned+rag", "finetuned", "b"), ("raft", "finetuned+rag", "a"),
+                         ("raft", "finetuned", "tie"), ("raft", "rag", "a")], best="raft", tied_with_best=["finetuned"])
+
+
+def test_retrieval_hurting_the_adapter_points_at_raft_with_the_figures():
+    rec = advise({}, RAG_HURTS_ADAPTER)
+    raft = [d for d in rec.details if d.favours == "raft"]
+    assert any("finetuned+rag f1 0.410 vs finetuned 0.540" in d.text and "--raft" in d.text for d in raft)
+    assert rec.recommendation == "finetune"  # RAFT not measured yet: the measured winner stands
+
+
+def test_a_measured_raft_win_is_recommended():
+    rec = advise({}, RAFT_MEASURED)
+    assert rec.recommendation == "raft", rec.reasons
+    assert any("raft f1 0.600 vs finetuned+rag 0.410" in r for r in rec.reasons)
+
+
+def test_scores_all_near_zero_give_no_recommendation_but_what_to_change():
+    flat = results({"base": 0.0, "rag": 0.01, "finetuned": 0.0}, [("rag", "base", "tie"), ("finetuned", "base", "tie")])
+    rec = advise({"knowledge_change": "daily"}, flat)
+    assert rec.recommendation == "inconclusive"
+    assert "cannot separate" in rec.reasons[0] and "--metric" in rec.reasons[0] and rec.to_measure

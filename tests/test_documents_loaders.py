@@ -134,7 +134,7 @@ def test_html_short_page_still_yields_its_text(tmp_path):
 
 def test_html_repairs_mojibake(tmp_path):
     # UTF-8 text that was once decoded as cp1252 and saved again as UTF-8, as found on real pages
-    broken = "We’re answering – it’s done.".encode("utf-8").decode("cp1252")
+    broken = "We’re answering – it’s done.".encode().decode("cp1252")
     path = tmp_path / "moji.html"
     path.write_text(f"<html><body><article><p>{broken} {ARTICLE}</p></article></body></html>", encoding="utf-8")
     assert "We’re answering – it’s done." in load(path).text

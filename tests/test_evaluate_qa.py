@@ -18,7 +18,7 @@ def test_jsonl_fields_and_defaults(tmp_path):
         json.dumps({"question": "When?", "answer": "1999"}),
     ]))
     qa = load_qa(path)
-    assert qa.metric == "squad" and [i.id for i in qa.items] == ["1", "x", "4"]
+    assert qa.metric == "f1" and [i.id for i in qa.items] == ["1", "x", "4"]
     assert qa.items[0].gold_sources == ["a.md"] and qa.items[1].is_impossible and qa.items[2].answers == ["1999"]
 
 
@@ -52,13 +52,14 @@ def test_squad_mini_folder(shared_data):
 
 def test_apibench_folder(shared_data):
     qa = load_qa(shared_data / "tfhub-apibench")
-    assert qa.metric == "api" and len(qa.items) == 688
+    assert qa.metric == "call" and len(qa.items) == 688 and qa.system == "Answer with the TensorFlow Hub API call."
     assert {it.metadata["split"] for it in qa.items} == {"train", "validation", "test"}
     assert len(qa.split("test").items) == 69
     item = qa.items[0]
     assert item.question.startswith("I am working on a project") and "###" not in item.question
     assert item.gold_sources[0] == "tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
-    assert score(item, item.answers[0], False, [], "api")["api_match"] == 1.0
+    scores = score(item, item.answers[0], False, [], "call")
+    assert scores["call"] == scores["api_match"] == 1.0
 
 
 def test_split_ids_marks_training_questions(tmp_path):
@@ -75,9 +76,9 @@ def test_scoring_unanswerable_and_citations():
     from ragtune.evaluate.qa import QAItem
 
     impossible = QAItem("i", "q", [], is_impossible=True)
-    assert score(impossible, "I don't know", False, [], "squad")["f1"] == 1.0
-    assert score(impossible, "Paris", False, [], "squad")["f1"] == 0.0
+    assert score(impossible, "I don't know", False, [], "f1")["f1"] == 1.0
+    assert score(impossible, "Paris", False, [], "f1")["f1"] == 0.0
     answerable = QAItem("a", "q", ["Paris"])
-    assert score(answerable, "Paris [1][2]", False, ["Paris is nice"], "squad")["em"] == 1.0
-    assert score(answerable, "Paris", True, [], "squad")["f1"] == 0.0  # abstained: the text is not an answer
+    assert score(answerable, "Paris [1][2]", False, ["Paris is nice"], "f1")["em"] == 1.0
+    assert score(answerable, "Paris", True, [], "f1")["f1"] == 0.0  # abstained: the text is not an answer
     assert strip_citations("It was 1943 [1, 2].") == "It was 1943."

@@ -102,6 +102,7 @@ def test_four_variants_scored_by_hand(squad_folder, tmp_path):
     assert v["base"]["f1"] == 0.0 and v["base"]["abstention"]["rate"] == 1.0
     assert v["rag"]["f1"] == v["rag"]["em"] == v["rag"]["contains"] == 1.0  # the [1] marker is stripped first
     assert v["rag"]["groundedness"] == 1.0  # every answer word is in the passages
+    assert v["base"]["self_cited"] == 0.0
     assert v["finetuned"]["f1"] == 0.5  # recalls the 2 seen questions of 4
     gen = v["finetuned"]["generalisation"]
     assert (gen["seen"]["score"], gen["held_out"]["score"], gen["gap"]) == (1.0, 0.0, 1.0)
@@ -172,3 +173,19 @@ def test_variant_selection_and_errors(squad_folder, tmp_path):
     qa.write_text(json.dumps({"question": "Q?", "answers": ["A"]}))
     with pytest.raises(InputError, match="no variant can be built"):
         evaluate(qa, model=Reader(), out=tmp_path / "r3", settings=Settings(), variants=["rag"], rag_factory=FakeRAG)
+
+
+def test_self_cited_counts_only_the_models_own_citation_of_a_passage_with_the_answer():
+    from ragtune.evaluate.qa import QAItem
+    from ragtune.evaluate.runner import self_cited
+    from ragtune.types import Citation
+
+    item = QAItem("q", "What is the capital of Freedonia?", ["Zembla"], ["Freedonia#0"])
+    right = Citation(1, "Freedonia#0", "The capital of Freedonia is Zembla.")
+    holds = Citation(2, "Atlas#3", "Zembla, capital of Freedonia, lies on the coast.")
+    wrong = Citation(1, "Sylvania#0", "The capital of Sylvania is Morbek.")
+    assert self_cited(Answer("Zembla [1]", [right]), item) == 1.0
+    assert self_cited(Answer("Zembla [2]", [holds]), item) == 1.0  # no gold source, but it holds the answer
+    assert self_cited(Answer("Zembla [1]", [wrong]), item) == 0.0
+    inferred = Citation(1, "Freedonia#0", right.text, inferred=True)
+    assert self_cited(Answer("Zembla", [inferred]), item) == 0.0  # ragtune's guess, not the model's

@@ -44,7 +44,7 @@ def test_serve_process_finishes_queued_ingestion_on_sigterm(tmp_path, tiny_embed
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
         assert httpx.get(url + "/healthz").json()["configurations"] == ["base", "rag"]
-        files = [("file", (f"part{i}.txt", ("The Hollin gauge reads %d units. " % i * 400).encode(), "text/plain"))
+        files = [("file", (f"part{i}.txt", (f"The Hollin gauge reads {i} units. " * 400).encode(), "text/plain"))
                  for i in range(6)]
         r = httpx.post(url + "/v1/kb/documents", files=files, timeout=30)
         assert r.status_code == 202

@@ -21,7 +21,7 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_lm_dir):
     base = load_generator(str(tiny_lm_dir), max_new_tokens=8)  # a real TransformersGenerator, random weights
     app = create_app(kb, base=base, finetuned=CitingGenerator(), settings=settings, api_key=KEY)
     with live_server(app) as url:
-        yield url, kb
+        yield url, kb, base
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,14 @@ def test_models_lists_every_configured_configuration_and_the_embedder(client, se
     assert client.models.retrieve("rag").id == "rag"
 
 
-def test_chat_with_the_real_tiny_model(client):
+def test_chat_with_the_real_tiny_model(client, server):
     reply = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "Hello there"}],
                                            max_tokens=5)
     assert reply.object == "chat.completion" and reply.model == "base"
     assert reply.choices[0].message.role == "assistant" and reply.choices[0].finish_reason == "stop"
-    assert isinstance(reply.choices[0].message.content, str)
+    # the served text is exactly what the same model replies to the same conversation when called directly
+    expected = server[2]([{"role": "user", "content": "Hello there"}], max_new_tokens=5)
+    assert reply.choices[0].message.content == expected and expected
     assert not hasattr(reply.choices[0].message, "citations") or reply.choices[0].message.citations is None
 
 

@@ -28,6 +28,7 @@ _PUBLIC = {
     "Citation": "ragtune.types",
     "Hit": "ragtune.types",
     "Document": "ragtune.types",
+    "Choice": "ragtune.evaluate.choose",
     "Chunk": "ragtune.types",
 }
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # for editors and type checkers
     from ragtune.advise import advise
     from ragtune.config import Settings, load_settings
     from ragtune.errors import RagtuneError
+    from ragtune.evaluate.choose import Choice
     from ragtune.evaluate.runner import evaluate
     from ragtune.finetune.train import FineTuner, finetune
     from ragtune.index.knowledge_base import KnowledgeBase

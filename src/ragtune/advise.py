@@ -1,4 +1,4 @@
-"""RAG, fine-tuning, both, or neither? The seed's criteria as a questionnaire, combined with measured evidence.
+"""RAG, fine-tuning, both (RAFT), or neither? The seed's criteria as a questionnaire, combined with measured evidence.
 
     import ragtune
     rec = ragtune.advise({"knowledge_change": "daily", "dataset_examples": 0}, evidence="report/")
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ragtune.errors import ConfigError, InputError
 
@@ -98,14 +99,14 @@ def read_evidence(evidence: str | Path | dict | None) -> dict | None:
 @dataclass
 class Reason:
     text: str
-    favours: str  # rag | finetune | both | base
+    favours: str  # rag | finetune | both | raft | base | inconclusive
     weight: float
     cites: str  # "answer:<key>" or "evidence:<results.json key>"
 
 
 @dataclass
 class Recommendation:
-    recommendation: str  # rag | finetune | both | base
+    recommendation: str  # rag | finetune | both | raft | base | inconclusive
     reasons: list[str]
     details: list[Reason] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
@@ -187,6 +188,7 @@ def evidence_reasons(ev: dict, answers: dict[str, Any]) -> list[Reason]:
         if c1 and c2 and c1["verdict"] == c2["verdict"] == "a":
             out.append(Reason(line("finetuned+rag", "rag", c1) + " and beats fine-tuned alone too", "both", 3.0,
                               "evidence:variants.finetuned+rag.score"))
+    out += raft_reasons(v, comp, line, ev.get("best"), ev.get("tied_with_best") or [])
     fresh = (ev.get("freshness") or {}).get("variants", {})
     if fresh.get("rag", {}).get("fresh") is not None and fresh.get("finetuned", {}).get("fresh") is not None \
             and fresh["rag"]["fresh"] - fresh["finetuned"]["fresh"] > 0.2 and answers.get("knowledge_change") != "static":
@@ -211,6 +213,47 @@ def evidence_reasons(ev: dict, answers: dict[str, Any]) -> list[Reason]:
     return out
 
 
+def raft_reasons(v: dict, comp: Callable[[str, str], dict | None], line: Callable[[str, str, dict], str],
+                 best: str | None = None, tied: list[str] | tuple = ()) -> list[Reason]:
+    """RAFT (train on the passages) when combining naively fails: retrieval hurts the adapter, or the adapter
+    helps RAG; measured RAFT results count most."""
+    out: list[Reason] = []
+    if "raft" in v:
+        if best == "raft" or "raft" in tied:
+            out.append(Reason(f"raft scores {_pct(v['raft'].get('score'))}, the best of the contestants"
+                              + (f" (tied with {', '.join(t for t in tied if t != 'raft')})" if best != "raft" else ""),
+                              "raft", 2.0, "evidence:best"))
+        for other in ("finetuned+rag", "finetuned", "rag"):
+            c = comp("raft", other) if other in v else None
+            if c and c["verdict"] == "a":
+                out.append(Reason(line("raft", other, c) + ": RAFT wins", "raft", 3.0 if other == "finetuned+rag"
+                                  else 1.5, "evidence:variants.raft.score"))
+            elif c and c["verdict"] == "b":
+                out.append(Reason(line("raft", other, c) + ": RAFT loses", "raft", -2.0, "evidence:variants.raft.score"))
+        return out
+    c = comp("finetuned+rag", "finetuned") if {"finetuned+rag", "finetuned"} <= set(v) else None
+    if c and c["verdict"] == "b":
+        out.append(Reason(line("finetuned+rag", "finetuned", c) + ": retrieved passages pull an adapter trained "
+                          "without them off course; train with them: `ragtune finetune --raft --kb DIR`",
+                          "raft", 2.0, "evidence:comparisons"))
+    c = comp("finetuned+rag", "rag") if {"finetuned+rag", "rag"} <= set(v) else None
+    if c and c["verdict"] == "a":
+        out.append(Reason(line("finetuned+rag", "rag", c) + ": fine-tuning adds to RAG; RAFT trains the adapter on "
+                          "the passages it will be shown (`ragtune finetune --raft`)", "raft", 1.0,
+                          "evidence:comparisons"))
+    return out
+
+
+def inconclusive(ev: dict) -> str | None:
+    """Why the measurement cannot separate the contestants (every score near zero), or None."""
+    scores = [x.get("score") for x in ev["variants"].values() if x.get("score") is not None]
+    if scores and max(scores) <= 0.05:
+        return (f"every contestant scores at most {max(scores):.3f} on {ev.get('headline', 'the metric')}: the "
+                "measurement cannot separate them; check that the metric fits the task (`ragtune score --metric`, "
+                "the QA file's 'metric'), that gold answers score 1 against themselves, and try a larger --model")
+    return None
+
+
 def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | None = None) -> Recommendation:
     """Combine questionnaire answers and (optionally) an eval's results.json into a recommendation with reasons."""
     answers = validate(answers or {})
@@ -219,9 +262,18 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
     ev = read_evidence(evidence)
     if ev is not None:
         reasons += evidence_reasons(ev, answers)
-    score = {opt: sum(r.weight for r in reasons if r.favours == opt) for opt in ("rag", "finetune", "both")}
+    score = {opt: sum(r.weight for r in reasons if r.favours == opt) for opt in ("rag", "finetune", "both", "raft")}
     low_complexity = answers.get("complexity_tolerance") == "low"
-    if score["both"] > 0 and not low_complexity:
+    unclear = inconclusive(ev) if ev is not None else None
+    if unclear:
+        reasons.append(Reason(unclear, "inconclusive", 0.0, "evidence:variants"))
+        ordered = sorted(reasons, key=lambda r: (r.favours != "inconclusive", -abs(r.weight)))
+        return Recommendation("inconclusive", [r.text for r in ordered], ordered, score, answers, WHAT_TO_MEASURE,
+                              str(evidence) if not isinstance(evidence, dict) else "dict")
+    if score["raft"] > 0 and score["raft"] >= max(score["rag"], score["finetune"], score["both"]) \
+            and not low_complexity:
+        choice = "raft"
+    elif score["both"] > 0 and not low_complexity:
         choice = "both"
     elif score["rag"] > 0 and score["finetune"] > 0 and ev is None and answers.get("complexity_tolerance") == "high" \
             and abs(score["rag"] - score["finetune"]) < 2:

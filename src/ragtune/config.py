@@ -8,6 +8,7 @@ CLI flags and Python callers pass dotted overrides: ``{"retrieval.k": 8}``.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -81,32 +82,61 @@ class RagSettings(Section):
     context_sentences: int = Field(0, ge=0)
 
 
+# Adam moves every trainable weight by about the learning rate per step; these models' weights are
+# ~0.02-0.1 in size, so above 0.1 a few steps overwrite what the model knew (usual: 1e-5 full, 1e-4-1e-3 LoRA).
+MAX_LEARNING_RATE = 0.1
+
+
 class FinetuneSettings(Section):
+    # Bounds are checked here, once, for ragtune.toml, RAGTUNE_FINETUNE__* and flags alike.
     method: Literal["lora", "full"] = "lora"
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_seq_tokens: int = 256
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    validation_fraction: float = 0.1
-    eval_every: int = 20  # optimizer steps between validation-loss evaluations
-    save_every: int = 20  # optimizer steps between resumable checkpoints
-    patience: int = 3  # evaluations without improvement before early stopping (0 = never stop early)
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, le=MAX_LEARNING_RATE)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_seq_tokens: int = Field(256, ge=8)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    eval_every: int = Field(20, ge=1)  # optimizer steps between validation-loss evaluations
+    save_every: int = Field(20, ge=1)  # optimizer steps between resumable checkpoints
+    patience: int = Field(3, ge=0)  # evaluations without improvement before early stopping (0 = never stop early)
     seed: int = 0
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs when smaller)
-    warmup_fraction: float = 0.05  # linear warm-up share of the steps, then linear decay
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    min_delta: float = 0.0  # a validation loss must beat the best by more than this to count as better
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (overrides epochs when smaller)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # linear warm-up share of the steps, then linear decay
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    min_delta: float = Field(0.0, ge=0)  # a validation loss must beat the best by more than this to count as better
     lora_target_modules: list[str] | None = None  # None: chosen per architecture
-    keep_checkpoints: int = 2  # newest resumable checkpoints kept on disk
+    keep_checkpoints: int = Field(2, ge=1)  # newest resumable checkpoints kept on disk
     merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
     loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
-    eval_max_examples: int = 256  # cap on validation (and train-loss probe) examples per evaluation
-    overfit_ratio: float = 1.25  # warn when validation loss ends this many times above its best, or the gap is this wide
+    eval_max_examples: int = Field(256, ge=1)  # cap on validation (and train-loss probe) examples per evaluation
+    # warn when validation loss ends this many times above its best, or the gap is this wide
+    overfit_ratio: float = Field(1.25, ge=1)
+
+
+class RaftSettings(Section):
+    """RAFT (`ragtune finetune --raft`): train on the RAG prompt, the gold passage among hard distractors."""
+
+    distractors: int = Field(4, ge=0)  # retrieved passages that do not hold the answer, per training prompt
+    gold_share: float = Field(0.8, ge=0.0, le=1.0)  # share of prompts with the gold passage (RAFT's P)
+    reasoning: bool = False  # the target quotes the supporting sentence before the answer
+    candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
+
+
+class ChooseSettings(Section):
+    """`ragtune choose`: how the questions are split and which settings are tuned on the dev part."""
+
+    dev_fraction: float = Field(0.15, gt=0.0, lt=0.5)  # share of the questions used to tune settings, never scored
+    dev_min: int = Field(8, ge=1)
+    dev_max: int = Field(16, ge=1)  # tuning asks every dev question once per candidate: keep it small
+    test_max: int = Field(100, ge=1)  # the verdict's questions (a seeded sample of the rest); raise for tighter CIs
+    k: list[int] = [3, 5]  # retrieval.k candidates
+    context_sentences: list[int] = [0, 3]  # rag.context_sentences candidates (0 = whole passages)
+    synth_per_chunk: int = Field(2, ge=1)  # synthesised training pairs per chunk when no training set is given
+    seed: int = 0
 
 
 class ServeSettings(Section):
@@ -132,6 +162,8 @@ class Settings(Section):
     generator: GeneratorSettings = GeneratorSettings()
     rag: RagSettings = RagSettings()
     finetune: FinetuneSettings = FinetuneSettings()
+    raft: RaftSettings = RaftSettings()
+    choose: ChooseSettings = ChooseSettings()
     serve: ServeSettings = ServeSettings()
 
 
@@ -156,9 +188,16 @@ def load_settings(kb_dir: str | Path | None = None, overrides: dict[str, Any] | 
     try:
         return Settings.model_validate(merged)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"setting '{field}': {err['msg']} (check ragtune.toml, RAGTUNE_* variables and flags)") from None
+        raise ConfigError(f"{describe_error(e)} (check ragtune.toml, RAGTUNE_* variables and flags)") from None
+
+
+def describe_error(error: ValidationError, prefix: str = "") -> str:
+    """``setting 'finetune.epochs' = -1: Input should be greater than 0`` for a settings validation error."""
+    err = error.errors()[0]
+    field = prefix + ".".join(str(p) for p in err["loc"])
+    given = f" = {err['input']!r}" if err.get("type") != "missing" and not isinstance(err.get("input"), dict) else ""
+    message = "unknown setting; `ragtune config` lists them all" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"setting '{field}'{given}: {message}"
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -172,6 +211,34 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def to_toml(data: dict[str, Any]) -> str:
+    """Settings as TOML (sections of scalars and lists; unset values shown as comments)."""
+    lines: list[str] = []
+    for section, fields in data.items():
+        lines.append(f"[{section}]")
+        for key, value in fields.items():
+            lines.append(f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_overrides(path: Path, overrides: dict[str, Any]) -> None:
+    """Merge dotted overrides into a ragtune.toml (typed, validated, atomic); other keys of the file stay."""
+    from ragtune.atomic import atomic_write
+
+    try:
+        current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
+    for key, value in overrides.items():
+        _set_dotted(current, key, value)
+    try:  # store typed values: validate through Settings, then keep only the keys the file names
+        typed = Settings.model_validate(current).model_dump(mode="json")
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {e.errors()[0]['msg']} (at {'.'.join(map(str, e.errors()[0]['loc']))})") from None
+    atomic_write(path, to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()}))
+
+
 def _deep_merge(into: dict, new: dict) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -180,10 +247,20 @@ def _deep_merge(into: dict, new: dict) -> None:
             into[key] = value
 
 
+def _typed(value: Any) -> Any:
+    """A list or table given as text (an environment variable, a --set value) in JSON: '[3, 5]' -> [3, 5]."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"'{value}': looks like a list or table but is not valid JSON; write e.g. [3, 5]") from None
+    return value
+
+
 def _set_dotted(into: dict, dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for part in parents:
         into = into.setdefault(part, {})
         if not isinstance(into, dict):
             raise ConfigError(f"setting '{dotted}': '{part}' is not a section")
-    into[last] = value
+    into[last] = _typed(value)

@@ -19,3 +19,11 @@ class ConfigError(RagtuneError):
 
 class ModelError(RagtuneError):
     """A model or endpoint that cannot be loaded or reached."""
+
+
+class TrainingError(RagtuneError):
+    """Training that cannot go on (a diverging loss); the message says which setting to change."""
+
+
+class StorageError(RagtuneError):
+    """A knowledge base that cannot be written (full disk, read-only folder); what was stored is kept."""

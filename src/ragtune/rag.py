@@ -12,9 +12,11 @@ says so without asking the model (``answer.abstained``).
 
 from __future__ import annotations
 
+import collections.abc
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError
@@ -22,6 +24,9 @@ from ragtune.index.compress import compress, content_words
 from ragtune.models.generators import Generator
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
 from ragtune.types import Answer, Citation, Hit, Message
+
+# What `RAG.generate` yields: text pieces, then the final Answer; closing it stops generation early.
+AnswerStream = collections.abc.Generator[str | Answer, None, None]
 
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4]
 
@@ -53,11 +58,13 @@ class RAG:
     """
 
     def __init__(self, retriever: Retriever | None = None, generator: Generator | None = None,
-                 settings: Settings | None = None, *, instruction: str | None = None) -> None:
+                 settings: Settings | None = None, *, instruction: str | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.retriever = retriever
         self.settings = settings or getattr(retriever, "settings", None) or load_settings()
         self.instruction = instruction
         self._generator = generator
+        self._count_tokens = count_tokens  # None: the generator's tokenizer (RAFT passes the trained model's)
 
     @property
     def kb(self) -> Retriever | None:
@@ -79,7 +86,7 @@ class RAG:
         return final_answer(self.stream(question, k, where, **generation))
 
     def stream(self, question: str, k: int | None = None, where: dict[str, Any] | None = None,
-               **generation: Any) -> Iterator[str | Answer]:
+               **generation: Any) -> AnswerStream:
         """Text pieces as they are generated, then the final Answer object."""
         return self.generate(self.prepare(question, k, where), **generation)
 
@@ -90,6 +97,11 @@ class RAG:
         hits = self.retriever.search(question, k=k or self.settings.retrieval.k, where=where)
         if not hits or not self._relevant(hits):
             return Prepared(question, hits=list(hits), abstained=True)
+        return self.build(question, hits)
+
+    def build(self, question: str, hits: list[Hit]) -> Prepared:
+        """The prompt for these passages, compressed and fitted as configured. RAFT builds its training prompts
+        here too, so that what a model is trained on is byte for byte what it is shown when answering."""
         if self.settings.rag.context_sentences:
             hits = compress(question, hits, getattr(self.retriever, "embedder", None),
                             self.settings.rag.context_sentences)
@@ -104,7 +116,7 @@ class RAG:
             return Prepared(turns[-1] if turns else "", messages=[dict(m) for m in messages])
         return self.prepare(last_user_message(messages), k, where)
 
-    def generate(self, prepared: Prepared, **generation: Any) -> Iterator[str | Answer]:
+    def generate(self, prepared: Prepared, **generation: Any) -> AnswerStream:
         """Generate for a prepared prompt: the text pieces, then the final Answer with its citations.
 
         ``generation``: ``max_new_tokens`` / ``temperature`` for this answer (None: the generator's settings).
@@ -137,7 +149,7 @@ class RAG:
     def _fit_context(self, hits: list[Hit]) -> list[Hit]:
         """Keep passages in rank order while they fit ``rag.max_context_tokens``; the first one always goes in."""
         budget = self.settings.rag.max_context_tokens
-        count = getattr(self.generator, "count_tokens", None) or _estimate_tokens  # endpoints: estimate
+        count = self._count_tokens or getattr(self.generator, "count_tokens", None) or estimate_tokens  # endpoints
         kept: list[Hit] = []
         used = 0
         for hit in hits:
@@ -204,5 +216,6 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
             for _, n, h in sorted(chosen, key=lambda t: t[1])]
 
 
-def _estimate_tokens(text: str) -> int:
+def estimate_tokens(text: str) -> int:
+    """A token count without a tokenizer (for endpoints)."""
     return len(text) // 4 + 1  # about four characters per token for English

@@ -24,6 +24,8 @@ def eval_command(
     train_qa: Optional[Path] = typer.Option(None, "--train-qa", help="the fine-tuning data: questions in it count as 'seen' (generalisation test)"),
     freshness: bool = typer.Option(False, "--freshness", help="also change/add facts in a copy of the KB and re-ask"),
     qa_format: str = typer.Option("auto", "--format", help="auto, jsonl, squad or apibench"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="how answers are scored (default: what the QA set "
+                                         "declares, else inferred); see `ragtune score --help`"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length cap"),
     k: Optional[int] = typer.Option(None, "-k", help="passages retrieved per question"),
     set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
@@ -35,7 +37,7 @@ def eval_command(
     from ragtune.evaluate.qa import load_qa
     from ragtune.evaluate.runner import evaluate
 
-    overrides = parse_assignments(set_)
+    overrides: dict[str, object] = dict(parse_assignments(set_))
     # a flag given wins over the same --set; a flag not given must not erase it
     overrides.update({key: value for key, value in (("generator.max_new_tokens", max_new_tokens),
                                                     ("retrieval.k", k)) if value is not None})
@@ -46,8 +48,9 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    results = evaluate(load_qa(qa_file, qa_format), kb=kb, model=model, finetuned=finetuned, raft=raft, out=out,
-                       settings=settings,
+    qa = load_qa(qa_file, qa_format, metric)
+    typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
+    results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
                        variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
                        seed=seed, split=split, train_qa=train_qa, freshness=freshness,
                        judge=judge_gen)

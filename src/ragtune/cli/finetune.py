@@ -27,11 +27,14 @@ def check_cmd(
     max_seq_tokens: Optional[int] = typer.Option(None, "--max-seq-tokens", help="over-long limit (default: "
                                                  "finetune.max_seq_tokens)"),
     no_tokens: bool = typer.Option(False, "--no-tokens", help="skip token counting (no model needed)"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="also count the examples whose gold passage is in this "
+                                      "knowledge base (what --raft needs)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Validate a dataset: bad rows with line numbers, lengths, duplicates, leakage, answers, size.
     Exits 1 when there are errors."""
     from ragtune.config import load_settings
+    from ragtune.errors import InputError
     from ragtune.finetune.check import check_dataset
 
     settings = load_settings()
@@ -41,6 +44,15 @@ def check_cmd(
 
         tokenizer = load_tokenizer(model or settings.generator.model)
     report = check_dataset(dataset, validation, tokenizer, max_seq_tokens or settings.finetune.max_seq_tokens)
+    if kb is not None:
+        from ragtune.finetune.data import read_rows
+        from ragtune.finetune.raft import gold_coverage
+        from ragtune.index.knowledge_base import KnowledgeBase
+
+        if not kb.is_dir():
+            raise InputError(f"--kb {kb}: no such knowledge-base folder; build it with `ragtune ingest DOCS --kb {kb}`")
+        settings = load_settings(kb)
+        report.stats["raft"] = gold_coverage(read_rows(dataset)[0], KnowledgeBase(kb, settings=settings), settings)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -62,6 +74,10 @@ def _print_check(report) -> None:
             console.print(f"         {where}", highlight=False)
         if len(f.where) > 10:
             console.print(f"         ... and {len(f.where) - 10} more (--json lists all)")
+    if "raft" in report.stats:
+        r = report.stats["raft"]
+        console.print(f"RAFT: {r['with_gold_passage']} of {r['examples']} examples have a gold passage in the kb "
+                      f"({r['by_source']} by their source, {r['by_answer_text']} by the answer's text)")
     if "tokens" in report.stats:
         t = report.stats["tokens"]
         console.print(f"tokens per example: mean {t['mean']}, p95 {t['p95']}, max {t['max']} (limit {t['limit']})")
@@ -91,6 +107,15 @@ def finetune_cmd(
     seed: Optional[int] = typer.Option(None, "--seed"),
     merge: Optional[bool] = typer.Option(None, "--merge/--no-merge", help="also write merged/ (a plain HF "
                                          "folder)"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="knowledge base for --raft (its passages go in the prompts)"),
+    raft: bool = typer.Option(False, "--raft", help="RAFT: train on RAG prompts, the gold passage among "
+                              "distractors retrieved from --kb"),
+    distractors: Optional[int] = typer.Option(None, "--distractors", help="distractor passages per prompt "
+                                              "(default: raft.distractors)"),
+    gold_share: Optional[float] = typer.Option(None, "--gold-share", help="share of prompts holding the gold "
+                                               "passage (default: raft.gold_share)"),
+    reasoning: Optional[bool] = typer.Option(None, "--reasoning/--no-reasoning", help="quote the supporting "
+                                             "sentence before the answer"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
@@ -99,7 +124,8 @@ def finetune_cmd(
     from ragtune.config import load_settings
     from ragtune.finetune.train import FineTuner
 
-    settings = load_settings()  # ragtune.toml and RAGTUNE_* decide whatever a flag does not
+    settings = load_settings(kb, {"raft.distractors": distractors, "raft.gold_share": gold_share,
+                                  "raft.reasoning": reasoning})  # ragtune.toml and RAGTUNE_* decide the rest
     model = model or settings.generator.model
     method = method or settings.finetune.method
     overrides = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
@@ -111,8 +137,14 @@ def finetune_cmd(
         from ragtune.errors import ConfigError
 
         raise ConfigError(f"--method {method}: unknown; use lora or full")
+    train: Path | list = dataset
+    held_out: Path | list | None = validation
+    if raft:
+        from ragtune.finetune.raft import raft_dataset
+
+        train, held_out = raft_dataset(dataset, validation, kb, model, settings, out)
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,
-                       **overrides).fit(dataset, validation, out, resume)
+                       **overrides).fit(train, held_out, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
     if as_json:

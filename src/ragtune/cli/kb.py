@@ -16,7 +16,8 @@ def _open(kb: Path, create: bool = False, overrides: dict | None = None):
     from ragtune.errors import InputError
     from ragtune.index.knowledge_base import KnowledgeBase
 
-    if not create and not (kb / "manifest.json").exists():
+    # a kb whose manifest.json was deleted still has its store (lance/): opening it rebuilds the manifest
+    if not create and not (kb / "manifest.json").exists() and not (kb / "lance").is_dir():
         raise InputError(f"{kb}: no knowledge base here; create one with: ragtune ingest PATH --kb {kb}")
     return KnowledgeBase(kb, settings=load_settings(kb, overrides))
 
@@ -94,7 +95,11 @@ def sources(kb: Path = KB_OPTION,
 
     from rich.table import Table
 
-    infos = _open(kb).sources()
+    knowledge_base = _open(kb)
+    infos = knowledge_base.sources()
+    if infos and len(knowledge_base) == 0:  # listed from the manifest, but the store lost their chunks
+        typer.secho(f"warning: {kb}: the store holds no chunks for these sources; re-run `ragtune ingest` with the "
+                    f"same files and --kb {kb} to rebuild it", fg="yellow", err=True)
     if as_json:
         print(json.dumps([asdict(s) for s in infos], ensure_ascii=False, indent=1))
         return
@@ -119,45 +124,15 @@ def config(kb: Path = KB_OPTION,
            save: bool = typer.Option(False, "--save", help="Write the --set values into <kb>/ragtune.toml."),
            as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Print the effective settings (defaults < ragtune.toml < RAGTUNE_* environment < --set)."""
-    from ragtune.config import CONFIG_FILE, load_settings, parse_assignments
+    from ragtune.config import CONFIG_FILE, load_settings, parse_assignments, save_overrides, to_toml
 
     overrides = parse_assignments(set_)
     settings = load_settings(kb, overrides)  # validates the overrides before anything is saved
     if save and overrides:
-        _save_overrides(kb / CONFIG_FILE, overrides)
+        save_overrides(kb / CONFIG_FILE, overrides)
         typer.secho(f"saved {len(overrides)} setting(s) to {kb / CONFIG_FILE}", err=True)
     data = settings.model_dump(mode="json")
     print(json.dumps(data, indent=1) if as_json else to_toml(data))
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """Settings as TOML (sections of scalars and lists; unset values shown as comments)."""
-    lines: list[str] = []
-    for section, fields in data.items():
-        lines.append(f"[{section}]")
-        for key, value in fields.items():
-            lines.append(f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _save_overrides(path: Path, overrides: dict[str, str]) -> None:
-    import os
-    import tomllib
-
-    from ragtune.config import Settings
-
-    current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    for key, value in overrides.items():
-        section, _, field = key.partition(".")
-        current.setdefault(section, {})[field] = value
-    # Store typed values: validate through Settings, then keep only the keys the file names.
-    typed = Settings.model_validate(current).model_dump(mode="json")  # already validated by load_settings
-    text = to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def register(app: typer.Typer) -> None:

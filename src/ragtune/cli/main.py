@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import traceback
 
 import typer
 
@@ -19,16 +22,42 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `ragtune --help` does not pay for torch; each module imports heavy code lazily.
-    from ragtune.cli import ask, evaluate, finetune, kb, serve
+    from ragtune.cli import ask, choose, evaluate, finetune, kb, score, serve
 
-    for module in (kb, ask, finetune, evaluate, serve):
+    for module in (kb, ask, finetune, evaluate, choose, score, serve):
         module.register(app)
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print one clear line to stderr and exit non-zero."""
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="On an error, also print its underlying cause "
+                                        "and traceback (same as RAGTUNE_DEBUG=1).")) -> None:
+    if debug:
+        os.environ["RAGTUNE_DEBUG"] = "1"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("RAGTUNE_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def report_error(error: BaseException, line: str) -> None:
+    """One clear line on stderr; with RAGTUNE_DEBUG=1 / --debug, the traceback and every cause after it."""
+    typer.secho(f"error: {line}", fg="red", err=True)
+    if debug_enabled():
+        cause: BaseException | None = error
+        while cause is not None:  # `raise ... from None` hides the cause from users, not from a debug run
+            cause.__suppress_context__ = False
+            cause = cause.__cause__ or cause.__context__
+        traceback.print_exception(error, file=sys.stderr)
+    elif not isinstance(error, RagtuneError):
+        typer.secho("re-run with --debug (or RAGTUNE_DEBUG=1) for the traceback", err=True)
+
+
+def _os_error_line(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    hint = {errno.ENOSPC: "free some space and re-run (what was stored before is kept)",
+            errno.EROFS: "the folder is on a read-only file system; use a writable one",
+            errno.EACCES: "check the permissions", errno.EPERM: "check the permissions"}
+    return f"{where}{e.strerror or e}; {hint.get(e.errno or 0, 'check the path and re-run')}"
 
 
 def main() -> None:
@@ -36,7 +65,10 @@ def main() -> None:
     try:
         app()
     except RagtuneError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
+        report_error(e, str(e))
+        sys.exit(1)
+    except OSError as e:  # a full disk or a read-only folder met outside the checked paths
+        report_error(e, _os_error_line(e))
         sys.exit(1)
     except KeyboardInterrupt:
         typer.secho("interrupted; re-run the same command to resume", fg="yellow", err=True)

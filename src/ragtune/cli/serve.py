@@ -29,6 +29,8 @@ def serve(
     report: Optional[Path] = typer.Option(None, "--report", help="Evaluation report folder the page links to "
                                           "(default: serve.report_dir = ./report)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    create_kb: bool = typer.Option(False, "--create-kb", help="Start with an empty knowledge base when --kb "
+                                   "holds none yet (fill it by uploading)."),
 ) -> None:
     """Serve RAG and your models over an OpenAI-compatible API, with a web page at http://HOST:PORT/."""
     from ragtune.config import load_settings
@@ -36,6 +38,8 @@ def serve(
     from ragtune.serve.security import api_key_from_env, check_bind
 
     kb_dir = kb if kb is not None else (Path("kb") if (Path("kb") / "manifest.json").is_file() else None)
+    if kb is not None and not create_kb:
+        _check_kb(kb)
     settings = load_settings(kb_dir, overrides={
         "generator.model": model, "serve.host": host, "serve.port": port,
         "serve.finetuned": str(finetuned) if finetuned else None, "serve.report_dir": str(report) if report else None})
@@ -71,6 +75,15 @@ def serve(
     # log_config=None keeps our JSON logging; in-flight requests get a grace period on Ctrl+C / SIGTERM,
     # then the app's shutdown finishes queued ingestion (serve.shutdown_timeout_s).
     uvicorn.run(app, host=s.host, port=s.port, log_config=None, access_log=False, timeout_graceful_shutdown=30)
+
+
+def _check_kb(kb: Path) -> None:
+    """A --kb that holds no knowledge base is a typo until said otherwise: never serve an empty one silently."""
+    if (kb / "manifest.json").is_file() or (kb / "lance").is_dir():
+        return
+    what = "is a file" if kb.is_file() else "holds no knowledge base" if kb.exists() else "does not exist"
+    raise ConfigError(f"--kb {kb}: {what}; build one with `ragtune ingest PATH --kb {kb}`, or pass --create-kb "
+                      "to serve an empty one and fill it by uploading")
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -10,8 +10,9 @@ Loaders are one small module per format, picked by suffix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ragtune.documents.chunking import Chunker
 from ragtune.documents.files import FORMATS, file_facts, iter_files, read_bytes, source_name

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ragtune.errors import InputError
 
@@ -21,6 +23,12 @@ FORMATS: dict[str, str] = {
     ".pdf": "pdf",
     ".docx": "docx",
 }
+
+#: The largest file read as one document. Bigger files are refused before a byte is read (a sparse
+#: 200 MB ".txt" or a log left in a docs folder would otherwise fill memory); split them instead.
+MAX_FILE_MB = 100
+_KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
 
 
 def source_name(path: str | Path) -> str:
@@ -68,24 +76,56 @@ def _walk(root: Path) -> list[tuple[Path, str]]:
     return sorted(out, key=lambda item: item[1])
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, or an InputError that names it and says what to do."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; pass it as a folder to ingest its files")
+def read_bytes(path: Path, limit_mb: float = MAX_FILE_MB) -> bytes:
+    """The file's bytes, or an InputError that names it and says what to do.
+
+    Only regular files are opened: a FIFO would block forever and a device (a ``.txt`` symlinked to
+    ``/dev/zero``) never ends, so both are refused from ``stat`` alone. At most ``limit_mb`` is read.
+    """
+    limit = int(limit_mb * 1024 * 1024)
     try:
-        return path.read_bytes()
+        info = path.stat()  # follows symlinks: the kind and size of what would be read
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder; check the path") from None
+    except OSError as e:  # ELOOP (a symlink loop), EACCES, EIO...
+        raise InputError(f"{path}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a folder; pass it as a folder to ingest its files")
+    _check_regular(path, info.st_mode)
+    _check_size(path, info.st_size, limit)
+    try:
+        # O_NONBLOCK: if the name was swapped for a FIFO since the stat, opening it must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()).st_mode)
+            data = f.read(limit + 1)
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror or e}); check its permissions") from None
+    _check_size(path, len(data), limit)  # it grew after the stat
+    return data
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise InputError(f"{path}: is {kind}, not a regular file; only regular files are read, leave it out")
+
+
+def _check_size(path: Path, size: int, limit: int) -> None:
+    if size > limit:
+        raise InputError(f"{path}: larger than {limit // (1024 * 1024)} MB, the limit for one document; "
+                         "split it into smaller files")
 
 
 def file_facts(path: Path, data: bytes) -> dict[str, Any]:
     """Metadata every document carries: absolute path, content hash (for incremental ingestion), mtime, size."""
-    stat = path.stat()
+    try:
+        info = path.stat()
+    except OSError:
+        raise InputError(f"{path}: vanished while it was being read; re-run to ingest it as it is now") from None
     return {
         "path": str(path.resolve()),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "mtime": stat.st_mtime,
+        "mtime": info.st_mtime,
         "size": len(data),
     }

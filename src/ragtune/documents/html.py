@@ -11,6 +11,9 @@ from ragtune.errors import InputError
 # Elements that never hold article text, dropped by the last-resort fallback.
 _BOILERPLATE = ("script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside", "form",
                 "iframe", "button", "select")
+# The same elements (and the head) for the parser-free fallback, which cannot see their nesting.
+_NOT_TEXT_TAGS = "|".join(_BOILERPLATE + ("head", "title"))
+_NOT_TEXT = re.compile(rf"<({_NOT_TEXT_TAGS})\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
 # Bytes of UTF-8 text that was decoded as Latin-1/cp1252 somewhere upstream (mojibake: "Ã©", "â€™").
 _MOJIBAKE = re.compile("[\u00c2\u00c3][\u0080-\u00bf]|\u00e2[\u0080-\u00bf\u20ac][\u0080-\u00bf\u0152-\u203a]")
 
@@ -20,7 +23,10 @@ def load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     import trafilatura
     from trafilatura.utils import decode_file
 
-    html = decode_file(data)  # BOM, <meta charset>, then detection
+    from ragtune.documents.text import checked_text
+
+    # BOM, <meta charset>, then detection; random bytes named .html decode too, so refuse binary content
+    html = checked_text(decode_file(data), path, "HTML")
     if _MOJIBAKE.search(html):
         import ftfy
 
@@ -40,6 +46,8 @@ def load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     if not text:
         text, fallback_title = _plain_body_text(html)
         title = title or fallback_title
+    if not text:  # lxml stops at 256 levels of nesting and loses what is deeper; strip the tags instead
+        text = _stripped_text(html)
     if not text.strip():
         raise InputError(f"{path}: no text found in this HTML page; check that it is not empty or script-only")
     meta: dict[str, Any] = {"title": title} if title else {}
@@ -82,6 +90,14 @@ def _plain_body_text(html: str) -> tuple[str, str]:
         el.drop_tree()
     body = root.find("body")
     return _paragraphs((body if body is not None else root).text_content().splitlines()), title
+
+
+def _stripped_text(html: str) -> str:
+    """The page's text without a parser: boilerplate elements dropped, then every tag."""
+    import html as entities
+
+    dropped = _NOT_TEXT.sub(" ", html)
+    return _paragraphs(entities.unescape(re.sub(r"<[^>]*>", " ", dropped)).splitlines())
 
 
 def _paragraphs(lines: list[str]) -> str:

@@ -27,25 +27,26 @@ def decode_text(data: bytes, path: Path) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return _checked(data.decode(encoding), path, encoding)
+                return checked_text(data.decode(encoding), path, encoding)
             except UnicodeDecodeError:
                 raise InputError(f"{path}: starts with a {encoding} byte-order mark but is not valid {encoding}; "
                                  "re-save it as UTF-8") from None
     try:
-        return _checked(data.decode("utf-8"), path, "utf-8")
+        return checked_text(data.decode("utf-8"), path, "utf-8")
     except UnicodeDecodeError:
         pass
     # Legacy Windows text is common; its strict decoder rejects the five undefined bytes,
-    # and _checked rejects binary data that happens to decode.
+    # and checked_text rejects binary data that happens to decode.
     try:
-        return _checked(data.decode("cp1252"), path, "cp1252")
-    except (UnicodeDecodeError, InputError):
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
         raise InputError(f"{path}: not readable as text (neither UTF-8, UTF-16 with a byte-order mark, nor "
                          "Windows-1252); re-save it as UTF-8") from None
+    return checked_text(text, path, "text")
 
 
-def _checked(text: str, path: Path, encoding: str) -> str:
-    """Text, unless it is mostly control characters (a binary file with a text suffix)."""
+def checked_text(text: str, path: Path, encoding: str) -> str:
+    """Text, unless it is mostly control characters (a binary file with a text suffix); used for HTML too."""
     sample = text[:65536]
     controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS)
     if "\x00" in sample or controls > max(2, len(sample) // 100):

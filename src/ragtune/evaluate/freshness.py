@@ -7,15 +7,15 @@ retrained. The user's own knowledge base is never touched: the test indexes the 
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune.evaluate.qa import QAItem, QASet
-from ragtune.evaluate.scoring import HEADLINE, score
+from ragtune.evaluate.scoring import headline_key, score
 from ragtune.types import Document
 
 if TYPE_CHECKING:
@@ -30,11 +30,25 @@ _TASKS = ["counting penguins in drone photos", "grading the ripeness of mangoes"
           "finding potholes in dashcam video", "classifying coral bleaching in reef photos"]
 
 
+def _recall(call: str, rename: Any) -> str | None:
+    """The call with its first string argument (a model name or URL) renamed, or None when it has none."""
+    try:
+        tree = ast.parse(call.strip(), mode="eval").body  # the whole answer a call: prose is left to the rules below
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    node = next((n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)), None)
+    if not isinstance(tree, ast.Call) or node is None:
+        return None
+    node.value = rename(node.value)
+    return ast.unparse(tree)
+
+
 def mutate(answer: str, rng: random.Random) -> str:
-    """A different value of the same kind: numbers shifted, a model URL's version bumped, else a made-up name."""
-    if "tfhub.dev" in answer:
-        return re.sub(r"/(\d+)(['\")]*)$", lambda m: f"/{int(m.group(1)) + 7}{m.group(2)}",
-                      answer.replace("tfhub.dev/", "tfhub.dev/ragtune-fresh/"))
+    """A different value of the same kind: a call's model renamed (an API no model has seen), numbers shifted,
+    else a made-up name."""
+    renamed = _recall(answer, lambda s: f"{s.rstrip('/')}-ragtune-fresh-{rng.randint(2, 9)}")
+    if renamed is not None:
+        return renamed
     if re.search(r"\d", answer):
         return re.sub(r"\d+", lambda m: str(int(m.group()) + rng.randint(3, 9)), answer)
     return rng.choice(_NAMES)
@@ -44,7 +58,10 @@ def changed_facts(qa: QASet, n: int, seed: int) -> tuple[list[QAItem], list[Docu
     """Up to n answerable questions whose answer appears in their gold document, with the document rewritten."""
     rng = random.Random(seed)
     docs = {d.source: d for d in qa.documents}
-    items, new_docs, stale, used = [], [], [], set()
+    items: list[QAItem] = []
+    new_docs: list[Document] = []
+    stale: list[str] = []
+    used: set[str] = set()
     for item in rng.sample(qa.items, len(qa.items)):
         if len(items) >= n or item.is_impossible or not item.gold_sources:
             continue
@@ -61,14 +78,16 @@ def changed_facts(qa: QASet, n: int, seed: int) -> tuple[list[QAItem], list[Docu
     return items, new_docs, stale
 
 
-def new_facts(metric: str, n: int) -> tuple[list[QAItem], list[Document]]:
-    """n facts no model has seen: made-up projects (knowledge QA) or made-up TF Hub models (API QA)."""
+def new_facts(qa: QASet, n: int) -> tuple[list[QAItem], list[Document]]:
+    """n facts no model has seen: made-up projects (knowledge QA), or made-up models loaded the way the QA set's
+    first gold call loads one (API QA)."""
+    template = next((a for it in qa.items for a in it.answers), "") if qa.metric == "call" else ""
     items, docs = [], []
     for i in range(n):
         source = f"freshness/new-{i}"
-        if metric == "api":
-            call = f"hub.KerasLayer('https://tfhub.dev/ragtune-fresh/{_TASKS[i % 8].split()[0]}-model-{i}/1')"
-            text = (f"domain: Image classification\napi_name: ragtune_fresh_{i}\napi_call: {call}\n"
+        call = _recall(template, lambda s: f"ragtune-fresh/{_TASKS[i % 8].split()[0]}-model-{i}")
+        if call is not None:
+            text = (f"api_name: ragtune_fresh_{i}\napi_call: {call}\n"
                     f"description: A model released this week for {_TASKS[i % 8]}.")
             question = f"I need a pre-trained model for {_TASKS[i % 8]}. Which one should I load?"
             answer = call
@@ -93,19 +112,21 @@ def freshness_test(run: EvalRun, variants: list[str], kb_factory: Any, training:
     if not qa.documents:
         return {"skipped": "the QA set brings no documents to change; use a SQuAD/APIBench-style folder"}
     changed, changed_docs, stale = changed_facts(qa, n_changed, run.seed)
-    added, added_docs = new_facts(qa.metric, n_new)
+    added, added_docs = new_facts(qa, n_new)
     copy = kb_factory(run.out / "freshness-kb", run.settings, getattr(run.kb, "embedder", None))
     copy.add_documents(qa.documents)  # incremental: a re-run finds it already indexed
     t0 = time.perf_counter()
     copy.add_documents(changed_docs + added_docs)  # changed text replaces, new sources are added
     update_seconds = time.perf_counter() - t0
-    key = HEADLINE[qa.metric]
+    key = headline_key(qa.metric)
     report: dict[str, Any] = {"n_changed": len(changed), "n_new": len(added), "kb_update_seconds": update_seconds,
                               "retrain_seconds": (training or {}).get("seconds"), "variants": {}, "questions": []}
     for variant in variants:
         name, answerer = model_name(run.models[VARIANTS[variant].model]), None
         setup = answer_setup(run.settings, VARIANTS[variant].retrieval, qa.system)
-        fresh, old, new = [], [], []
+        fresh: list[float] = []
+        old: list[float] = []
+        new: list[float] = []
         for item, old_answer in list(zip(changed, stale)) + [(a, None) for a in added]:
             rec = log.get(f"fresh:{variant}", name, item, setup)
             if rec is None:

@@ -4,12 +4,13 @@ The default groundedness (metrics.groundedness) needs no model: the share of the
 in the passages. A judge reads passages and answer and says whether every claim is supported; its verdict is
 stored as ``scores.judge_grounded`` (1 yes, 0 no, null when the reply is neither) beside the default.
 
-    ragtune eval qa.jsonl --kb kb --judge gpt-4o-mini --set generator.base_url=...   (an OpenAI-compatible endpoint)
+    ragtune eval qa.jsonl --kb kb --judge gpt-4o-mini --judge-url http://host:8000/v1   (an OpenAI-compatible endpoint)
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 JUDGE_SYSTEM = ("You check answers against sources. Reply with exactly one word: yes if every claim in the answer "
                 "is supported by the passages, no otherwise.")

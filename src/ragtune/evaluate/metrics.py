@@ -1,5 +1,5 @@
-"""Scores for one answer (EM, F1, containment, ROUGE-L, API match, groundedness, abstention) and for a set
-(recall@k, MRR, CIs).
+"""Scores for one answer (EM, F1, containment, ROUGE-L, groundedness, abstention) and for a set (recall@k, MRR,
+CIs). The named answer metrics (these and call, json, regex, ...) are registered in evaluate/scorers.py.
 
 Every definition here is written out in docs/evaluate.md; the tests check each against hand-computed cases.
 """
@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from ragtune.index.compress import STOPWORDS  # the one stop-word list; groundedness drops these words
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
@@ -77,28 +79,6 @@ def rouge_l(prediction: str, answers: Sequence[str]) -> float:
             p, r = lcs / len(pred), lcs / len(gold)
             best = max(best, 2 * p * r / (p + r))
     return best
-
-
-_HUB_URL = re.compile(r"https?://(?:tfhub\.dev|www\.kaggle\.com/models)/[\w\-./]+", re.IGNORECASE)
-
-
-def api_urls(text: str) -> list[str]:
-    """The TF Hub model URLs named in a text, normalised (lower-case, no scheme, no trailing slash or query)."""
-    return [u.split("://", 1)[1].rstrip("/.").lower() for u in _HUB_URL.findall(text)]
-
-
-def api_match(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 when the first API URL in the prediction is the gold call's URL (Gorilla's API match, by URL)."""
-    found = api_urls(prediction)
-    gold = {u for a in answers for u in api_urls(a)}
-    return float(bool(found) and found[0] in gold)
-
-
-# Words that carry no content: an answer built only from them is neither supported nor contradicted.
-STOPWORDS = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
-    "those he she they them his her their we you i me my our your not no yes do does did has have had which who whom "
-    "what when where why how than then so such can could would should will may might also into about over after".split())
 
 
 def groundedness(answer: str, passages: Sequence[str]) -> float | None:

@@ -1,23 +1,25 @@
 """QA sets: the questions an evaluation asks, their gold answers, and (for folder formats) the documents of the KB.
 
 Three formats, picked by `load_qa(path)`:
-- ragtune JSONL: one object a line, ``{"question", "answers": [...], "gold_sources"?: [...], "is_impossible"?: bool}``
+- ragtune JSONL: one object a line, ``{"question", "answers": [...], "gold_sources"?: [...], "is_impossible"?: bool,
+  "choices"?: [...], "metric"?: name}``; scored with the metric the rows name, else the inferred one
 - SQuAD-style folder: ``articles.jsonl`` ({title, paragraphs}) + ``qa.jsonl`` ({id, title, paragraph_index,
-  question, answers, is_impossible}); one KB document per paragraph, source ``<title>#<paragraph_index>``
-- APIBench-style folder: ``api_docs.jsonl`` (one KB document per API record) + ``eval.jsonl`` (instruction → api_call),
-  scored with the API-match metric
+  question, answers, is_impossible}); one KB document per paragraph, source ``<title>#<paragraph_index>``; ``f1``
+- APIBench-style folder (any hub): ``api_docs.jsonl`` (one KB document per API record) + ``eval.jsonl``
+  (instruction → api_call), scored with the ``call`` metric
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.evaluate.scorers import get_metric, infer_metric
 from ragtune.types import Document
 
 
@@ -36,28 +38,29 @@ class QASet:
     name: str
     items: list[QAItem]
     documents: list[Document] = field(default_factory=list)  # empty: the KB is given separately
-    metric: str = "squad"  # "squad" (EM/F1/ROUGE-L) or "api" (API match)
+    metric: str = "f1"  # a name of evaluate.scorers.get_metric: how answers are scored
     system: str | None = None  # the task's instruction for closed-book prompts (what a fine-tuned model saw)
+    metric_reason: str = ""  # why that metric: declared by the file, the folder format, --metric, or inferred
 
-    def split(self, name: str | None) -> "QASet":
+    def split(self, name: str | None) -> QASet:
         """Only the items of one split (e.g. "test" of APIBench); all when name is None."""
         if name is None:
             return self
         items = [it for it in self.items if it.metadata.get("split") == name]
         if not items:
             raise InputError(f"QA set '{self.name}' has no items in split '{name}'")
-        return QASet(self.name, items, self.documents, self.metric, self.system)
+        return replace(self, items=items)
 
-    def subset(self, n: int | None, seed: int = 0) -> "QASet":
+    def subset(self, n: int | None, seed: int = 0) -> QASet:
         """The first n items of a seeded shuffle (all when n is None)."""
         if n is None or n >= len(self.items):
             return self
         items = list(self.items)
         random.Random(seed).shuffle(items)
-        return QASet(self.name, items[:n], self.documents, self.metric, self.system)
+        return replace(self, items=items[:n])
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise InputError(f"{path}: file not found; give a QA JSONL file or a SQuAD/APIBench-style folder")
     with path.open(encoding="utf-8") as f:
@@ -73,11 +76,49 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield n, row
 
 
+_LETTERS = "ABCDEFGHIJ"
+
+
+def _with_choices(path: Path, n: int, question: str, answers: list[str], choices: Any) -> tuple[str, list[str]]:
+    """A multiple-choice row: the options lettered A, B, ... after the question; a gold option text also
+    counts by its letter."""
+    if not isinstance(choices, list) or not 2 <= len(choices) <= len(_LETTERS) or \
+            not all(isinstance(c, str) for c in choices):
+        raise InputError(f"{path}:{n}: field 'choices' must be a list of 2 to {len(_LETTERS)} strings")
+    question += "".join(f"\n{letter}. {text}" for letter, text in zip(_LETTERS, choices))
+    letters = [_LETTERS[choices.index(a)] for a in answers if a in choices]
+    return question, answers + [x for x in letters if x not in answers]
+
+
+def _declared_metric(path: Path, rows: list[tuple[int, dict]]) -> tuple[str, str] | None:
+    """The metric the rows name (one per file), checked; None when no row names one."""
+    declared: dict[str, int] = {}
+    for n, row in rows:
+        if "metric" in row:
+            if not isinstance(row["metric"], str) or not row["metric"].strip():
+                raise InputError(f"{path}:{n}: field 'metric' must be a metric name")
+            declared.setdefault(row["metric"].strip(), n)
+    if len(declared) > 1:
+        (a, line_a), (b, line_b) = list(declared.items())[:2]
+        raise InputError(f"{path}:{line_b}: metric '{b}' differs from '{a}' on line {line_a}; one metric per QA "
+                         "file (or pass --metric)")
+    if not declared:
+        return None
+    name, line = next(iter(declared.items()))
+    try:
+        get_metric(name)
+    except InputError as e:
+        raise InputError(f"{path}:{line}: field 'metric': {e}") from None
+    return name, f"declared on line {line} of {path.name}"
+
+
 def load_jsonl(path: str | Path) -> QASet:
-    """ragtune JSONL: question, answers (list), optional gold_sources (list), is_impossible (bool), id."""
+    """ragtune JSONL: question, answers (list), optional gold_sources (list), is_impossible (bool), id,
+    choices (list: multiple choice), metric (a metric name, the same on every row that has one)."""
     path = Path(path)
     items = []
-    for n, row in _read_jsonl(path):
+    rows = list(read_jsonl(path))
+    for n, row in rows:
         question, answers = row.get("question"), row.get("answers", row.get("answer"))
         if not isinstance(question, str) or not question.strip():
             raise InputError(f"{path}:{n}: field 'question' must be a non-empty string")
@@ -90,15 +131,20 @@ def load_jsonl(path: str | Path) -> QASet:
         gold = row.get("gold_sources", [])
         if isinstance(gold, str):
             gold = [gold]
-        items.append(QAItem(str(row.get("id", n)), question.strip(), answers, list(gold), impossible))
+        question = question.strip()
+        if "choices" in row:
+            question, answers = _with_choices(path, n, question, answers, row["choices"])
+        items.append(QAItem(str(row.get("id", n)), question, answers, list(gold), impossible, {"line": n}))
     if not items:
         raise InputError(f"{path}: no questions found")
-    return QASet(path.stem, items)
+    metric, reason = _declared_metric(path, rows) or infer_metric([it.answers for it in items],
+                                                                  choices=any("choices" in r for _, r in rows))
+    return QASet(path.stem, items, metric=metric, metric_reason=reason)
 
 
 def squad_documents(articles: Path) -> list[Document]:
     return [Document(source=f"{row['title']}#{i}", text=p, metadata={"title": row["title"], "paragraph_index": i})
-            for _, row in _read_jsonl(articles) for i, p in enumerate(row["paragraphs"])]
+            for _, row in read_jsonl(articles) for i, p in enumerate(row["paragraphs"])]
 
 
 def load_squad(folder: str | Path) -> QASet:
@@ -106,19 +152,20 @@ def load_squad(folder: str | Path) -> QASet:
     folder = Path(folder)
     items = [QAItem(str(r["id"]), r["question"], list(r.get("answers", [])),
                     [f"{r['title']}#{r['paragraph_index']}"], bool(r.get("is_impossible", False)),
-                    {"title": r["title"]}) for _, r in _read_jsonl(folder / "qa.jsonl")]
-    return QASet(folder.name, items, squad_documents(folder / "articles.jsonl"), "squad")
-
-
-_INSTRUCTION = re.compile(r"###\s*Instruction:\s*(.*?)\s*(?:###\s*Output:|$)", re.DOTALL)
+                    {"title": r["title"]}) for _, r in read_jsonl(folder / "qa.jsonl")]
+    return QASet(folder.name, items, squad_documents(folder / "articles.jsonl"), "f1",
+                 metric_reason="SQuAD-style folder: token F1, SQuAD's own metric")
 
 
 def api_doc_source(record: dict) -> str:
-    """A TF Hub API record's source name: its model URL (unique per record, unlike api_name)."""
-    from ragtune.evaluate.metrics import api_urls
+    """An API record's source name: the string arguments of its ``api_call`` joined by '/' (a model URL, or
+    repository/model), which tell records apart where ``api_name`` often does not; else the api_name."""
+    from ragtune.evaluate.calls import first_call, string_arguments
 
-    urls = api_urls(record.get("api_call", ""))
-    return urls[0] if urls else str(record.get("api_name", ""))
+    found = first_call(str(record.get("api_call", "")))
+    strings = string_arguments(found) if found is not None else []
+    return "/".join(s.strip("/") for s in strings) or str(record.get("api_name", "")) or \
+        str(record.get("api_call", ""))
 
 
 def api_doc_text(record: dict) -> str:
@@ -127,33 +174,34 @@ def api_doc_text(record: dict) -> str:
 
 
 def load_apibench(folder: str | Path) -> QASet:
-    """APIBench-style folder: the instruction is the question, the gold api_call the answer."""
+    """APIBench-style folder (any hub): the instruction is the question, the gold api_call the answer."""
     folder = Path(folder)
     docs: dict[str, Document] = {}
-    by_url: dict[str, list[str]] = {}  # several records describe the same model URL; each is a document
-    for _, rec in _read_jsonl(folder / "api_docs.jsonl"):
-        url, text = api_doc_source(rec), api_doc_text(rec)
-        if any(docs[s].text == text for s in by_url.get(url, [])):
+    by_key: dict[str, list[str]] = {}  # several records describe the same API (model URL); each is a document
+    for _, rec in read_jsonl(folder / "api_docs.jsonl"):
+        key, text = api_doc_source(rec), api_doc_text(rec)
+        if any(docs[s].text == text for s in by_key.get(key, [])):
             continue  # an exact duplicate record
-        source = url if url not in by_url else f"{url}#{len(by_url[url]) + 1}"
-        by_url.setdefault(url, []).append(source)
-        docs[source] = Document(source, text, {"api_name": rec.get("api_name", ""), "url": url})
-    items = []
-    for n, row in _read_jsonl(folder / "eval.jsonl"):
-        m = _INSTRUCTION.search(row.get("code", ""))
-        if not m or not row.get("api_call"):
+        source = key if key not in by_key else f"{key}#{len(by_key[key]) + 1}"
+        by_key.setdefault(key, []).append(source)
+        docs[source] = Document(source, text, {"api_name": rec.get("api_name", ""), "url": key})
+    from ragtune.finetune.apibench import instruction_of, system_prompt
+
+    items, rows = [], list(read_jsonl(folder / "eval.jsonl"))
+    for n, row in rows:
+        question = instruction_of(row.get("code", "")) if isinstance(row.get("code"), str) else None
+        if not question or not isinstance(row.get("api_call"), str) or not row["api_call"].strip():
             raise InputError(f"{folder / 'eval.jsonl'}:{n}: needs 'code' with '###Instruction:' and 'api_call'")
-        url = api_doc_source(row.get("api_data") or {"api_call": row["api_call"]})
-        items.append(QAItem(f"api-{n}", m.group(1).strip(), [row["api_call"]], by_url.get(url, [url]),
-                            metadata={"line": n}))
+        key = api_doc_source(row.get("api_data") or {"api_call": row["api_call"]})
+        items.append(QAItem(f"api-{n}", question, [row["api_call"]], by_key.get(key, [key]), metadata={"line": n}))
     # the fine-tuning split (seeded 80/10/10 of eval.jsonl), so the test split is never trained on
-    from ragtune.finetune.apibench import SYSTEM
     from ragtune.finetune.apibench import load_apibench as finetune_splits
 
     split_of = {ex.line: name for name, exs in finetune_splits(folder).items() for ex in exs}
     for item in items:
         item.metadata["split"] = split_of.get(item.metadata["line"])
-    return QASet(folder.name, items, list(docs.values()), "api", SYSTEM)
+    return QASet(folder.name, items, list(docs.values()), "call", system_prompt(rows[0][1] if rows else {}),
+                 metric_reason="APIBench-style folder: gold answers are API calls, compared as syntax trees")
 
 
 def detect_format(path: Path) -> str:
@@ -167,8 +215,9 @@ def detect_format(path: Path) -> str:
     return "jsonl"
 
 
-def load_qa(path: str | Path, fmt: str = "auto") -> QASet:
-    """Load a QA set in any supported format ("auto" detects it from the path)."""
+def load_qa(path: str | Path, fmt: str = "auto", metric: str | None = None) -> QASet:
+    """Load a QA set in any supported format ("auto" detects it from the path); ``metric`` overrides the one
+    the set declares or implies."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: not found; give a QA JSONL file or a SQuAD/APIBench-style folder")
@@ -176,7 +225,11 @@ def load_qa(path: str | Path, fmt: str = "auto") -> QASet:
     loaders = {"jsonl": load_jsonl, "squad": load_squad, "apibench": load_apibench}
     if fmt not in loaders:
         raise InputError(f"QA format '{fmt}' is unknown; use one of auto, {', '.join(loaders)}")
-    return loaders[fmt](path)
+    qa = loaders[fmt](path)
+    if metric:
+        get_metric(metric)  # an unknown name fails here, before any work
+        qa = replace(qa, metric=metric, metric_reason="given with --metric")
+    return qa
 
 
 def split_ids(qa: QASet, train: str | Path | None) -> set[str]:
@@ -184,12 +237,12 @@ def split_ids(qa: QASet, train: str | Path | None) -> set[str]:
     if train is None:
         return set()
     from ragtune.evaluate.metrics import normalize
+    from ragtune.finetune.apibench import instruction_of
 
     seen = set()
-    for _, row in _read_jsonl(Path(train)):
+    for _, row in read_jsonl(Path(train)):
         text = row.get("question") or row.get("prompt") or row.get("instruction") or ""
         if not text and isinstance(row.get("messages"), list):
             text = next((m.get("content", "") for m in row["messages"] if m.get("role") == "user"), "")
-        m = _INSTRUCTION.search(text)
-        seen.add(normalize(m.group(1) if m else text))
+        seen.add(normalize(instruction_of(text) or text))
     return {it.id for it in qa.items if normalize(it.question) in seen}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ragtune.atomic import atomic_write
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -79,7 +79,7 @@ def _plots(results: dict, per_variant: dict[str, list[dict]]) -> dict[str, str]:
     return plots
 
 
-def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]], limit: int = 300) -> str:
+def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]], key: str, limit: int = 300) -> str:
     by_id: dict[str, dict[str, dict]] = {}
     for variant, records in per_variant.items():
         for r in records:
@@ -87,7 +87,7 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
     parts = []
     for qid, recs in list(by_id.items())[:limit]:
         first = next(iter(recs.values()))
-        marks = " ".join(f"{v}: {r['scores'].get('api_match', r['scores']['f1']):.2f}" for v, r in recs.items())
+        marks = " ".join(f"{v}: {r['scores'].get(key, r['scores']['f1']):.2f}" for v, r in recs.items())
         lines = [f"<details><summary>{html.escape(first['question'])} <small>({html.escape(marks)})</small></summary>",
                  f"<div>gold: {html.escape(' | '.join(first['answers'][:3]) or '(unanswerable)')}"
                  f"{' · seen in training' if first.get('seen') else ''}</div>"]
@@ -108,16 +108,17 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
 def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> str:
     plots = _plots(results, per_variant)
     v, qa = results["variants"], results["qa"]
-    metric_cols = (["api_match"] if qa["metric"] == "api" else []) + ["em", "f1", "contains", "rouge_l"]
+    metric_cols = list(dict.fromkeys([results["headline"], "em", "f1", "contains", "rouge_l"]))
     rows = [[n] + [s.get(m) for m in metric_cols] + [_ci(s["ci"]["score"]), s.get("groundedness"),
-            s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
+            s.get("self_cited"), s["abstention"]["rate"], s["latency_s"]["p50"], s["latency_s"]["p95"], s.get("peak_rss_mb")]
             for n, s in v.items()]
     parts = [f"<h1>ragtune evaluation: {html.escape(qa['name'])}</h1>",
-             f"<p>{qa['n']} questions, metric <b>{results['headline']}</b>, base model "
+             f"<p>{qa['n']} questions, metric <b>{html.escape(results['headline'])}</b>"
+             f"{' (' + html.escape(qa['metric_reason']) + ')' if qa.get('metric_reason') else ''}, base model "
              f"<code>{html.escape(str(results['models']['base']))}</code>, fine-tuned "
              f"<code>{html.escape(str(results['models']['finetuned']))}</code>. Best: <b>{_fmt(results.get('best'))}</b>"
              f"{'; tied with ' + ', '.join(results['tied_with_best']) if results.get('tied_with_best') else ''}.</p>",
-             "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "abstained",
+             "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "self-cited", "abstained",
                                                                       "p50 s", "p95 s", "peak MiB"], rows),
              plots.get("quality", ""),
              "<h3>Pairwise (paired bootstrap; a tie when the CI of the difference contains 0)</h3>",
@@ -145,17 +146,37 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
                   _table(["variant", "fresh (all)", "changed: new fact", "changed: old fact", "new facts"],
                          [[n, s["fresh"], s["changed_fresh"], s["changed_stale"], s["new_facts"]]
                           for n, s in f["variants"].items()])]
-    parts += ["<h2>Questions</h2>", _drilldown(per_variant, ranked)]
+    parts += _choice(results)
+    parts += ["<h2>Questions</h2>", _drilldown(per_variant, ranked, results["headline"])]
     return (f"<!doctype html><html><head><meta charset=utf-8><title>ragtune evaluation</title><style>{_CSS}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
 
 
+def _choice(results: dict) -> list[str]:
+    """`ragtune choose`: the verdict with its reasons, and what was chosen on the dev part and why."""
+    parts: list[str] = []
+    advice = results.get("advice")
+    if advice:
+        parts += [f"<h2>Recommendation: {html.escape(advice['recommendation'])}</h2><ul>"
+                  + "".join(f"<li>{html.escape(r)}</li>" for r in advice["reasons"]) + "</ul>"]
+    c = results.get("choose")
+    if not c:
+        return parts
+    data, split, tune = c.get("train_data", {}), c.get("split", {}), c.get("tune", {})
+    parts += ["<h2>How this was chosen</h2>",
+              f"<p>{split.get('dev', '?')} dev questions (tuning only) and {split.get('test', '?')} test questions "
+              f"(the scores above), split with seed {split.get('seed', 0)}. Training data: "
+              f"<b>{html.escape(str(data.get('origin', '?')))}</b>, {data.get('examples', '?')} examples"
+              f"{' (synthetic: questions generated from the documents)' if data.get('synthetic') else ''}; "
+              f"{data.get('dropped_as_test_questions', 0)} dropped for repeating a test question.</p>"]
+    if tune.get("trials"):
+        parts += [f"<p>{html.escape(tune.get('why', ''))}. Chosen: <code>{html.escape(str(tune.get('chosen')))}"
+                  "</code>, saved to the knowledge base's ragtune.toml.</p>",
+                  _table(["k", "context sentences", "dev score", "p50 s"],
+                         [[t["k"], t["context_sentences"], t["score"], t["latency_p50"]] for t in tune["trials"]])]
+    return parts
+
+
 def write_report(out: Path, results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, list[str]]) -> Path:
     """Write out/index.html atomically and return its path."""
-    path = Path(out) / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render(results, per_variant, ranked))
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(out) / "index.html", render(results, per_variant, ranked))

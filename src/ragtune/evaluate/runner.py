@@ -24,9 +24,11 @@ from ragtune.errors import InputError
 from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QAItem, QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
-from ragtune.evaluate.scoring import HEADLINE, generalisation, score, summarise
+from ragtune.evaluate.scorers import check_gold
+from ragtune.evaluate.scoring import generalisation, headline_key, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
 from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model, model_name
+from ragtune.types import Answer
 
 RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
 KBFactory = Callable[[Path, Settings, Any], Any]  # (folder, settings, embedder or None) -> KnowledgeBase
@@ -110,6 +112,7 @@ def setup(qa: str | Path | QASet, kb: Any, models: dict[str, Any], out: Path, se
     seen = split_ids(qa_set, train_qa) if train_qa else {it.id for it in qa_set.items
                                                           if it.metadata.get("split") == "train"}
     qa_set = qa_set.split(split).subset(limit, seed)
+    check_gold(qa_set)  # before any model runs: every gold answer must score 1 against itself
     trained = models.get("finetuned") is not None or models.get("raft") is not None
     seen = seen & {it.id for it in qa_set.items} if trained else set()
     unknown = set(variants or []) - set(VARIANTS)
@@ -134,10 +137,18 @@ def ask_one(run: EvalRun, answerer: Answerer, variant: str, item: QAItem, setup_
            "id": item.id, "question": item.question, "answers": item.answers, "is_impossible": item.is_impossible,
            "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
            "seen": (item.id in run.seen) if run.seen else None,
-           "scores": score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
+           "scores": {**score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
+                      "self_cited": self_cited(answer, item)},
            "hits": [{"source": h.source, "text": h.text, "score": float(h.score)} for h in answer.hits]}
     run.log.append(rec)
     return rec
+
+
+def self_cited(answer: Answer, item: QAItem) -> float:
+    """1 when the model itself wrote a [n] naming a passage that holds the answer (a gold source, or a passage
+    containing a gold answer); citations ragtune inferred from shared words do not count."""
+    return float(any(not c.inferred and (c.source in item.gold_sources or M.contains(c.text, item.answers))
+                     for c in answer.citations))
 
 
 def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
@@ -149,9 +160,10 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
         done = run.log.get(variant, name, item, setup_hash)
         (records.append(done) if done else todo.append(item))
     with measure() as usage:
-        answerer = run.answerer(variant) if todo else None
-        for item in _progress(todo, variant):
-            records.append(ask_one(run, answerer, variant, item, setup_hash))
+        if todo:
+            answerer = run.answerer(variant)
+            for item in _progress(todo, variant):
+                records.append(ask_one(run, answerer, variant, item, setup_hash))
     summary = summarise(records, run.qa.metric, seed=run.seed)
     # a resumed variant keeps the peak memory and time measured when its answers were made
     stored = run.log.usage(variant, name)
@@ -160,6 +172,8 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     if todo:
         run.log.record_usage(variant, name, summary["peak_rss_mb"], summary["seconds"])
     summary["resumed"] = len(records) - len(todo)
+    cited = [r["scores"].get("self_cited") for r in records if r["scores"].get("self_cited") is not None]
+    summary["self_cited"] = sum(cited) / len(cited) if cited else None
     if run.seen:
         summary["generalisation"] = generalisation(records, run.qa.metric)
     run.per_variant[variant] = records
@@ -173,8 +187,9 @@ def header(run: EvalRun, limit: int | None, split: str | None) -> dict[str, Any]
         "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "qa": {"name": run.qa.name, "n": len(run.qa.items), "metric": run.qa.metric, "limit": limit,
                "seed": run.seed, "split": split,
-               "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None},
-        "headline": HEADLINE[run.qa.metric],
+               "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None,
+               "metric_reason": run.qa.metric_reason},
+        "headline": headline_key(run.qa.metric),
         "models": {key: model_name(spec) if spec is not None else None for key, spec in run.models.items()},
         # the three short keys first (stable since schema 1), then every section as the run used it
         "settings": {"k": s.retrieval.k, "retrieval_mode": s.retrieval.mode,
@@ -215,11 +230,18 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
     return finish(run, results, report)
 
 
-def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
-    """Compare the contestants, then write results.json and the HTML report."""
+def compare(run: EvalRun, results: dict[str, Any]) -> dict[str, Any]:
+    """Paired comparisons of the contestants, the best one and those tied with it, into ``results``."""
     results["comparisons"], results["best"], results["tied_with_best"] = _compare(run.per_variant, run.qa.metric,
                                                                                   run.seed)
     results["peak_rss_mb"] = max_rss_mb()
+    return results
+
+
+def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """Compare the contestants (unless done), then write results.json and the HTML report."""
+    if "comparisons" not in results:
+        compare(run, results)
     write_json(run.out / "results.json", results)
     if report:
         from ragtune.evaluate.report import write_report
@@ -230,7 +252,7 @@ def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[s
 
 def _compare(per_variant: dict[str, list[dict]], metric: str, seed: int) -> tuple[list[dict], str | None, list[str]]:
     """Paired bootstrap of every pair on the headline score; the best variant and those tied with it."""
-    key = HEADLINE[metric]
+    key = headline_key(metric)
     scores = {v: [r["scores"][key] for r in sorted(rs, key=lambda r: r["id"])] for v, rs in per_variant.items()}
     names = list(scores)
     comps = [{"a": a, "b": b, "metric": key, **M.compare(scores[a], scores[b], seed=seed)}

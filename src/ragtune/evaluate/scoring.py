@@ -1,21 +1,33 @@
-"""Score one answer against its QA item, and summarise a variant's scores (means, CIs, abstention, latency)."""
+"""Score one answer against its QA item, and summarise a variant's scores (means, CIs, abstention, latency).
+
+Every answer gets the text scores (em, f1, contains, rouge_l) and the QA set's metric under its own key
+(``headline_key``); ``score`` in results.json is that metric's mean.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ragtune.evaluate import metrics as M
 from ragtune.evaluate.qa import QAItem
+from ragtune.evaluate.scorers import metric_score, strip_citations
 
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
-HEADLINE = {"squad": "f1", "api": "api_match"}
-CI_METRICS = {"squad": ("em", "f1", "contains", "rouge_l"), "api": ("api_match", "em", "f1", "contains", "rouge_l")}
+__all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "score", "strip_citations", "summarise"]
+
+TEXT_SCORES = ("em", "f1", "contains", "rouge_l")  # reported for every QA set, whatever its metric
+_KEYS = {"normalized": "em"}  # a metric stored under the key it had before it was named
+_ALIASES = {"call": ("api_match",)}  # older results.json keys kept beside the metric's own
 
 
-def strip_citations(text: str) -> str:
-    """Drop [n] markers: they are RAG's bookkeeping, not part of the answer being scored."""
-    return _CITATION.sub("", text).strip()
+def headline_key(metric: str) -> str:
+    """The key of a metric's scores in predictions and results (``em`` for ``normalized``, else its name)."""
+    return _KEYS.get(metric, metric)
+
+
+def ci_metrics(metric: str) -> tuple[str, ...]:
+    """The score keys averaged (with bootstrap CIs) for a QA set scored with ``metric``."""
+    return tuple(dict.fromkeys((headline_key(metric), *_ALIASES.get(metric, ()), *TEXT_SCORES)))
 
 
 def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], metric: str,
@@ -24,14 +36,8 @@ def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], met
     With a judge (a Generator), ``judge_grounded`` holds its verdict on answers given with passages."""
     clean = strip_citations(text)
     declined = M.is_abstention(clean, abstained)
-    if item.is_impossible:
-        s = {k: float(declined) for k in CI_METRICS[metric]}
-    else:
-        answer = "" if abstained else clean
-        s = {"em": M.exact_match(answer, item.answers), "f1": M.f1(answer, item.answers),
-             "contains": M.contains(answer, item.answers), "rouge_l": M.rouge_l(answer, item.answers)}
-        if metric == "api":
-            s["api_match"] = M.api_match(answer, item.answers)
+    s: dict[str, Any] = quality(item.answers, "" if abstained else text, metric,
+                                declined if item.is_impossible else None)
     s["abstained"] = declined
     s["groundedness"] = M.groundedness(clean, passages) if passages and not declined else None
     if judge is not None and passages and not declined:
@@ -41,17 +47,44 @@ def score(item: QAItem, text: str, abstained: bool, passages: Sequence[str], met
     return s
 
 
+def quality(answers: list[str], text: str, metric: str, declined: bool | None = None) -> dict[str, float]:
+    """The quality scores of one answer: the text scores and ``metric``'s. ``declined`` is set on an
+    unanswerable question, where every score is 1 for an abstention and 0 for any answer."""
+    keys = ci_metrics(metric)
+    if declined is not None:
+        return {k: float(declined) for k in keys}
+    clean = strip_citations(text)
+    s = {"em": M.exact_match(clean, answers), "f1": M.f1(clean, answers), "contains": M.contains(clean, answers),
+         "rouge_l": M.rouge_l(clean, answers)}
+    key = headline_key(metric)
+    if key not in s:
+        s[key] = metric_score(answers, text, metric)
+    s.update({alias: s[key] for alias in keys if alias not in s})
+    return s
+
+
+def _fill_missing(records: list[dict], metric: str) -> None:
+    """Give answers logged before this metric was chosen (a resumed predictions.jsonl) its scores."""
+    keys = ci_metrics(metric)
+    for r in records:
+        if any(k not in r["scores"] for k in keys):
+            declined = r["scores"]["abstained"] if r.get("is_impossible") else None
+            r["scores"].update(quality(r["answers"], r["prediction"], metric, declined))
+
+
 def summarise(records: list[dict], metric: str, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Means of every score, bootstrap CIs of the headline scores, abstention, latency percentiles."""
     out: dict[str, Any] = {"n": len(records)}
     if not records:
         return out
-    for name in CI_METRICS[metric]:
+    _fill_missing(records, metric)
+    key = headline_key(metric)
+    for name in ci_metrics(metric):
         out[name] = sum(r["scores"][name] for r in records) / len(records)
-    out["score"] = out[HEADLINE[metric]]
+    out["score"] = out[key]
     out["ci"] = {name: list(M.bootstrap_ci([r["scores"][name] for r in records], resamples, seed=seed))
-                 for name in CI_METRICS[metric]}
-    out["ci"]["score"] = out["ci"][HEADLINE[metric]]
+                 for name in ci_metrics(metric)}
+    out["ci"]["score"] = out["ci"][key]
     grounded = [r["scores"]["groundedness"] for r in records if r["scores"]["groundedness"] is not None]
     out["groundedness"] = sum(grounded) / len(grounded) if grounded else None
     judged = [r["scores"]["judge_grounded"] for r in records if r["scores"].get("judge_grounded") is not None]
@@ -73,7 +106,7 @@ def summarise(records: list[dict], metric: str, resamples: int = 1000, seed: int
 
 def generalisation(records: list[dict], metric: str) -> dict[str, Any] | None:
     """Headline score on questions seen in training vs held out, and the gap (seen - held out)."""
-    key = HEADLINE[metric]
+    key = headline_key(metric)
     groups = {g: [r["scores"][key] for r in records if r.get("seen") is flag] for g, flag in
               (("seen", True), ("held_out", False))}
     if not groups["seen"] or not groups["held_out"]:

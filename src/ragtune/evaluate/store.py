@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import atomic_write_json
 from ragtune.evaluate.qa import QAItem
 
 
@@ -86,11 +85,7 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     """Write then rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(_clean(data), f, indent=2, ensure_ascii=False)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-    os.replace(tmp, path)
+    atomic_write_json(path, _clean(data))
 
 
 # Names the training report may give the same figure; the first one present wins.

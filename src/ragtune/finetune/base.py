@@ -9,11 +9,11 @@ tokenizer with the chat template used in training.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from ragtune.atomic import atomic_write_json
 from ragtune.errors import ModelError
 
 # Linear layers worth adapting, per architecture (attention and MLP projections); others use "all-linear".
@@ -116,6 +116,4 @@ def save_merged(peft_model, tokenizer, out: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)

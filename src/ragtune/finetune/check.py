@@ -110,7 +110,7 @@ def check_examples(examples: list[Example], validation: list[Example] | None = N
     if empty:
         findings.append(Finding("empty", "error", f"{len(empty)} examples have an empty prompt or answer", empty))
     stats: dict[str, Any] = {"format": "raw text" if raw else "chat"}
-    if tokenizer is not None and not raw:
+    if tokenizer is not None and not raw and examples + validation:
         from ragtune.finetune.encode import encode_chat
         from ragtune.models.loading import ensure_chat_template
 
@@ -177,6 +177,9 @@ def _answers(examples: list[Example], raw: bool, stats: dict[str, Any]) -> list[
 
 def _size_verdict(n: int, raw: bool) -> Finding:
     unit = "documents" if raw else "examples"
+    if n == 0:
+        return Finding("size", "error", "no usable examples; expected messages, prompt/completion or "
+                       "question/answer rows (or .txt/.md documents)")
     if n < SIZE_LITTLE:
         return Finding("size", "warning", f"{n} {unit} is little for this task; consider RAG or `ragtune synth` "
                        "to generate more")

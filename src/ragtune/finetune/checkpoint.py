@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ragtune.errors import InputError
+
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -33,11 +35,13 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     params = dict(model.named_parameters())
     missing = [n for n in tensors if n not in params]
-    if missing:
-        raise ValueError(f"checkpoint weights {missing[:3]} do not belong to this model")
+    wrong = [n for n in tensors if n in params and tensors[n].shape != params[n].shape]
+    if missing or wrong:
+        raise InputError(f"{where}: its weights ({(missing or wrong)[0]}, ...) do not fit this model (another base "
+                         "model or method?); resume with the same settings or choose another --out")
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
@@ -65,7 +69,7 @@ def _py_rng() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
     return {"python": [version, list(internal), gauss],
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}  # type: ignore[index]  # the legacy tuple
 
 
 def _set_py_rng(state: dict[str, Any]) -> None:
@@ -73,6 +77,18 @@ def _set_py_rng(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """A checkpoint's state.json, or an InputError naming it (a damaged checkpoint is not a traceback)."""
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{folder}: unreadable checkpoint ({e}); delete that folder to resume from an "
+                         "earlier one") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{folder}: unreadable checkpoint (state.json is not an object); delete that folder")
+    return state
 
 
 def latest(checkpoints: Path) -> Path | None:
@@ -118,10 +134,16 @@ def _prune(checkpoints: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def restore(folder: Path, model, optimizer, scheduler, accelerator) -> dict[str, Any]:
-    """Put weights, optimizer, scheduler and RNG back as they were at the checkpoint; returns the loop state."""
-    state = json.loads((folder / "state.json").read_text())
-    load_trainable(accelerator.unwrap_model(model), load_file(str(folder / "trainable.safetensors")))
+def restore(folder: Path, model, optimizer, scheduler, accelerator, fingerprint: str | None = None) -> dict[str, Any]:
+    """Put weights, optimizer, scheduler and RNG back as they were at the checkpoint; returns the loop state.
+
+    With ``fingerprint``, a checkpoint of another run (other data or settings) is refused before anything
+    is loaded into the model."""
+    state = read_state(folder)
+    if fingerprint is not None and state.get("fingerprint") != fingerprint:
+        raise InputError(f"{folder}: was made with other data or settings; resume with the same ones "
+                         "or choose another --out")
+    load_trainable(accelerator.unwrap_model(model), load_file(str(folder / "trainable.safetensors")), str(folder))
     optimizer.load_state_dict(_optimizer_from(load_file(str(folder / "optimizer.safetensors")),
                                               state["optimizer_groups"]))
     scheduler.load_state_dict(state["scheduler"])

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ragtune.errors import InputError
 
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 ROLES = {"system", "user", "assistant"}
+MAX_DATASET_MB = 2048  # one dataset file is read whole; beyond this, split it
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Example:
     text: str | None = None  # raw text for continued pre-training (then messages is empty)
     source: str = ""
     line: int = 0  # 1-based line (JSONL), row (CSV, header = 1) or 0 for documents
+    gold_source: str | None = None  # the row's "source" (or first of "gold_sources"): the passage holding the answer
 
     @property
     def prompt(self) -> str:
@@ -121,7 +125,7 @@ def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
         elif suffix == ".csv":
             _read_csv(f, examples, problems)
         elif suffix in TEXT_SUFFIXES:
-            text = f.read_text(encoding="utf-8", errors="replace")
+            text = _read_text(f)
             if text.strip():
                 examples.append(Example(text=text, source=str(f)))
             else:
@@ -131,8 +135,17 @@ def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
     return examples, problems
 
 
+def _read_text(f: Path) -> str:
+    """A dataset file's text through the documents' guarded read and decoder: never a FIFO or a device,
+    a byte-order mark honoured, binary content refused with the file named."""
+    from ragtune.documents.files import read_bytes
+    from ragtune.documents.text import decode_text
+
+    return decode_text(read_bytes(f, MAX_DATASET_MB), f)
+
+
 def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
-    text = f.read_text(encoding="utf-8", errors="replace")
+    text = _read_text(f)
     if f.suffix.lower() == ".json" and text.lstrip().startswith("["):  # a JSON array of rows
         try:
             rows = json.loads(text)
@@ -147,7 +160,8 @@ def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) ->
 
 
 def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tuple[int, Any]]:
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # "\n" only: splitlines() also breaks at \v, \f and U+2028, which JSON strings may hold raw
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -157,7 +171,7 @@ def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tupl
 
 
 def _read_csv(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
-    with f.open(encoding="utf-8", errors="replace", newline="") as fh:
+    with io.StringIO(_read_text(f), newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             row = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
@@ -169,10 +183,18 @@ def _add_row(row: Any, f: Path, lineno: int, examples: list[Example], problems: 
         problems.append(RowProblem(str(f), lineno, "row", f"expected a JSON object, got {type(row).__name__}"))
         return
     try:
-        examples.append(Example(messages=row_to_messages(row), source=str(f), line=lineno))
+        examples.append(Example(messages=row_to_messages(row), source=str(f), line=lineno,
+                                gold_source=_gold_source(row)))
     except ValueError as e:
         field_name, _, message = str(e).partition(": ")
         problems.append(RowProblem(str(f), lineno, field_name, message))
+
+
+def _gold_source(row: dict[str, Any]) -> str | None:
+    gold = row.get("gold_sources") or row.get("gold_source") or row.get("source")
+    if isinstance(gold, list):
+        gold = gold[0] if gold else None
+    return str(gold) if isinstance(gold, (str, int)) and str(gold).strip() else None
 
 
 def load_examples(path: str | Path) -> list[Example]:

@@ -8,10 +8,10 @@ token, in eval mode) at the best checkpoint. Overfitting is flagged when validat
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ragtune.atomic import atomic_open, atomic_write_json
 
 
 def build_report(history: list[dict[str, Any]], evals: list[dict[str, Any]], info: dict[str, Any],
@@ -51,9 +51,7 @@ def build_report(history: list[dict[str, Any]], evals: list[dict[str, Any]], inf
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 def plot_losses(report: dict[str, Any], path: Path) -> None:
@@ -80,10 +78,9 @@ def plot_losses(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{report.get('method', '')} fine-tuning of {report.get('base_model', '')}")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name("tmp-" + path.name)
-    fig.savefig(tmp, dpi=100)
+    with atomic_open(path) as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def model_card(report: dict[str, Any]) -> str:

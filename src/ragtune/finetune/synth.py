@@ -14,12 +14,12 @@ de-duplicated (normalised question text, then near-duplicates).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ragtune.atomic import atomic_write
 from ragtune.config import ChunkingSettings, load_settings
 from ragtune.errors import InputError
 from ragtune.finetune.check import near_duplicate_pairs, normalise
@@ -131,13 +131,8 @@ def load_chunks(path: str | Path, settings: ChunkingSettings | None = None) -> l
 
 
 def _kb_chunks(kb) -> list[Chunk]:
-    store = kb.store
-    if hasattr(store, "chunks"):
-        return list(store.chunks())
-    table = store.db.open_table("chunks")  # the lancedb store's table; read-only
-    rows = table.search().select(["id", "source", "position", "text"]).limit(None).to_arrow().to_pylist()
-    return sorted((Chunk(r["id"], r["source"], r["text"], r["position"]) for r in rows),
-                  key=lambda c: (c.source, c.position))
+    """A knowledge base's chunks as stored (any store: `chunks` is part of the VectorStore protocol)."""
+    return sorted(kb.store.chunks(), key=lambda c: (c.source, c.position))
 
 
 def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: str | None = None,
@@ -162,11 +157,5 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: st
 
 def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:
     """JSONL (question, answer, source, chunk_id, chunk_text, kind), written atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write(out, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
     return out

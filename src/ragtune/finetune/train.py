@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ragtune.config import FinetuneSettings, load_settings
+from ragtune.config import FinetuneSettings, Settings, load_settings
 from pydantic import ValidationError
 
 from ragtune.errors import ConfigError, InputError, ModelError
@@ -68,7 +68,7 @@ class FineTuner:
     def __init__(self, model: str | None = None, method: str | None = None, settings: FinetuneSettings | None = None,
                  device: str = "cpu", **overrides: Any):
         # None: the value from ragtune.toml / RAGTUNE_* (generator.model, finetune.method), never a second default
-        loaded = load_settings() if settings is None or model is None else None
+        loaded = load_settings() if settings is None or model is None else Settings()
         base_settings = settings or loaded.finetune
         model = model or loaded.generator.model
         try:

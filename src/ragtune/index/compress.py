@@ -11,7 +11,7 @@ SentenceEmbeddingOptimizer, with a lexical term added (names and numbers matter 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,10 +21,13 @@ from ragtune.types import Hit
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 _HEADING_WORDS = 8  # a short line without end punctuation is a heading
 _WORD = re.compile(r"[a-z0-9]+")
+# The one stop-word list: words that carry no content, for context compression, inferred citations and the
+# groundedness metric alike.
 STOPWORDS = frozenset(
-    "the a an and or of to in on at for by with from is are was were be been it its this that these those as "
-    "you your we our they their he she his her can will would should could do does did not no yes if then than "
-    "which what when where who how why there here has have had also into about over under only any all each".split()
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
+    "these those there here he she they them his her their we you i me my our your not no yes do does did has have "
+    "had which who whom what when where why how than then so such can could would should will may might also into "
+    "about over under after only any all each".split()
 )
 _DENSE_WEIGHT = 0.5  # dense and lexical evidence count equally
 

@@ -11,27 +11,29 @@ Folder layout: ``manifest.json`` (sources, content hashes, embedder), ``lance/``
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import logging
+import os
 import sys
 from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
 from ragtune.config import Settings, load_settings
-from ragtune.errors import ConfigError, InputError, RagtuneError
+from ragtune.errors import ConfigError, InputError, RagtuneError, StorageError
 from ragtune.index.embedders import Embedder, make_embedder
 from ragtune.index.ingest import IngestReport, Pending, SourceStatus, commit
 from ragtune.index.manifest import Manifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
 from ragtune.index.stores import make_store
+from ragtune.index.writes import read_errors, write_errors
 from ragtune.types import Document, Hit
 
 BATCH_CHUNKS = 512  # chunks per committed batch: bounds the work a crash can lose
 QUERY_CACHE = 1024  # recent query vectors kept in memory
+log = logging.getLogger("ragtune")
 
 __all__ = ["KnowledgeBase", "IngestReport", "SourceInfo", "SourceStatus"]
 
@@ -55,11 +57,15 @@ class KnowledgeBase:
             raise ConfigError(
                 f"{self.path}: built with embedder '{recorded}' but the settings give '{self._embedder.name}'; "
                 "set embedder.model back, or ingest into a new --kb folder")
-        self.store = make_store(self.settings.store.backend, self.path)
+        with read_errors(self.path):
+            self.store = make_store(self.settings.store.backend, self.path)
+        if not self.manifest.path.exists() and self.store.count():
+            try:
+                self._rebuild_manifest()
+            except StorageError as e:  # a read-only folder: search works, listing waits for a writable one
+                log.warning("%s; the manifest could not be rebuilt", e)
         if self.manifest.interrupted:
-            with self._lock(wait=False) as mine:
-                if mine:  # else another process is writing right now: its journal is not a crash
-                    self._reconcile()
+            self._recover()
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -81,11 +87,15 @@ class KnowledgeBase:
     def add(self, paths: Iterable[str | Path] | str | Path, tags: list[str] | None = None,
             progress: bool | None = None) -> IngestReport:
         """Ingest files and folders; unchanged files cost nothing, a failed file never stops the batch."""
-        from ragtune.documents import iter_files, load
+        from ragtune.documents import iter_files, load, source_name
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        files = list(iter_files(paths))
+        given = [Path(p) for p in paths]
+        # the knowledge base's own files are never its documents (`ragtune ingest . --kb kb` walks past kb/)
+        refused = [SourceStatus(source_name(p), "failed", reason=f"{p}: is inside the knowledge base {self.path} "
+                                "itself; ingest your documents from outside it") for p in given if self._owns(p)]
+        files = [f for f in iter_files([p for p in given if not self._owns(p)]) if not self._owns(f[0])]
 
         def prepare(item: tuple[Path, str]) -> Pending | SourceStatus:
             path, source = item
@@ -96,7 +106,13 @@ class KnowledgeBase:
             sha = document.metadata.get("sha256") or _file_sha256(path)
             return self._chunked(document, sha, tags)
 
-        return self._ingest(files, lambda item: item[1], prepare, progress)
+        report = self._ingest(files, lambda item: item[1], prepare, progress)
+        report.items[:0] = refused
+        return report
+
+    def _owns(self, path: Path) -> bool:
+        here = os.path.realpath(self.path)
+        return os.path.commonpath([here, os.path.realpath(path)]) == here
 
     def add_documents(self, documents: list[Document], tags: list[str] | None = None,
                       progress: bool | None = None) -> IngestReport:
@@ -112,7 +128,7 @@ class KnowledgeBase:
 
     def remove(self, source: str) -> int:
         """Delete one source's chunks; return how many were removed."""
-        with self._lock():
+        with self._lock(), write_errors(self.path):
             self.manifest.load()
             if source not in self.manifest.sources:
                 raise InputError(f"source '{source}': not in the knowledge base {self.path}; "
@@ -150,6 +166,7 @@ class KnowledgeBase:
         order = {name_of(item): i for i, item in enumerate(items)}
         with self._lock(), IngestProgress(len(items), _interactive(progress)) as bar:
             self.manifest.load()  # another process may have written since we opened
+            self._forget_lost_sources()
             batch: list[Pending] = []
             for item in items:
                 bar.start(name_of(item))
@@ -169,7 +186,8 @@ class KnowledgeBase:
                 bar.advance()
             self._commit(batch, report, bar)
             if report.added or report.updated:
-                self.store.optimize()  # fold new rows into the BM25 index, drop old versions
+                with write_errors(self.path):
+                    self.store.optimize()  # fold new rows into the BM25 index, drop old versions
         report.items.sort(key=lambda s: order.get(s.source, len(order)))
         return report
 
@@ -183,7 +201,48 @@ class KnowledgeBase:
             raise ConfigError(f"{self.path}: built with {self.manifest.embedder.get('dimension')}-d vectors but "
                               f"embedder '{self.embedder.name}' gives {self.embedder.dimension}-d; "
                               "ingest into a new --kb folder")
-        commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
+        with write_errors(self.path):
+            commit(self.store, self.manifest, self.embedder, batch, report, bar.embedded)
+
+    def _recover(self) -> None:
+        """A journal left by a crashed write: reconcile now, unless another process is writing right now
+        (its journal is not a crash) or the folder cannot be written (then it is read as it is)."""
+        try:
+            with self._lock(wait=False) as mine, write_errors(self.path):
+                if mine:
+                    self._reconcile()
+        except StorageError as e:
+            log.warning("%s; reading the knowledge base as it is", e)
+
+    def _forget_lost_sources(self) -> None:
+        """Sources the manifest lists but the store lacks (its folder deleted or damaged) are forgotten,
+        so this ingestion adds them again instead of calling them unchanged."""
+        with read_errors(self.path):
+            stored = self.store.source_versions()
+        if any(stored.get((s.source, s.sha256), 0) != s.chunks for s in self.manifest.sources.values()):
+            self._reconcile()
+
+    def _rebuild_manifest(self) -> None:
+        """manifest.json is gone but the store holds chunks: describe what the store holds again."""
+        from ragtune.documents.files import FORMATS
+        from ragtune.index.ingest import now
+
+        with self._lock(wait=False) as mine:
+            if not mine or self.manifest.path.exists():
+                return  # another process is writing: its manifest wins
+            first: dict[str, dict] = {}
+            for chunk in self.store.chunks():
+                first.setdefault(chunk.source, chunk.metadata)
+            stamp = now()
+            for (source, version), n in sorted(self.store.source_versions().items()):
+                meta = first.get(source, {})
+                self.manifest.sources[source] = SourceInfo(
+                    source, n, version, stamp, stamp, format=FORMATS.get(Path(source).suffix.lower(), ""),
+                    title=str(meta.get("title") or ""), tags=list(meta.get("tags") or []))
+            self.manifest.embedder = {"dimension": int(self.store.dimension)}  # the name was lost with the file
+            self.manifest.save()
+        log.warning("%s: manifest.json was missing; rebuilt it from the store (%d sources)", self.path,
+                    len(self.manifest.sources))
 
     def _reconcile(self) -> None:
         """After a crash: delete store rows the manifest does not describe; forget sources the store lost."""
@@ -200,19 +259,11 @@ class KnowledgeBase:
         self.manifest.save()
         self.manifest.end()
 
-    @contextmanager
-    def _lock(self, wait: bool = True) -> Iterator[bool]:
-        """One writer per knowledge base at a time (a second `ragtune ingest` waits); yields whether it is held."""
-        with open(self.path / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _lock(self, wait: bool = True):
+        """One writer per knowledge base at a time (a second `ragtune ingest` says whom it waits for)."""
+        from ragtune.index.writes import writer_lock
+
+        return writer_lock(self.path, wait)
 
     # -- reading ----------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, where: dict | None = None,
@@ -227,12 +278,18 @@ class KnowledgeBase:
         mode = mode or r.mode
         if mode not in ("hybrid", "dense", "lexical"):
             raise InputError(f"search mode '{mode}': unknown; use hybrid, dense or lexical")
-        if not query.strip() or self.store.count() == 0:
+        if not query.strip():
+            return []
+        with read_errors(self.path):
+            empty = self.store.count() == 0
+        if empty:
+            self._check_store_not_lost()
             return []
         query_vector = self._query_vector(query)
         n = max(r.candidates, k, 4 * k if r.rerank else 0)
-        dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
-        lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
+        with read_errors(self.path):  # not around the embedder: its errors are its own
+            dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
+            lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
         if mode == "hybrid":
             ranked = FUSIONS[r.fusion](dense, lexical, query_vector, r.dense_weight)
         else:
@@ -243,6 +300,14 @@ class KnowledgeBase:
                     metadata={**s.hit.metadata, "position": s.hit.position,
                               "dense_score": s.dense, "lexical_score": s.lexical})
                 for s in ranked[:k]]
+
+    def _check_store_not_lost(self) -> None:
+        """An empty store under a manifest that lists sources: never answer "no matches" for a lost store."""
+        self.manifest.load()
+        if self.manifest.sources:
+            raise ConfigError(f"{self.path}: the manifest lists {len(self.manifest.sources)} sources but the store "
+                              "holds no chunks (its folder was deleted or damaged); re-run `ragtune ingest` with "
+                              f"the same files and --kb {self.path} to rebuild it")
 
     def _query_vector(self, query: str) -> np.ndarray:
         """The query's vector; recent queries are remembered (a server sees the same ones again)."""
@@ -264,9 +329,11 @@ class KnowledgeBase:
 
 
 def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+    from ragtune.documents.files import read_bytes
+
+    try:  # the same guarded read as loading: never a FIFO or a device, never more than the size limit
+        return hashlib.sha256(read_bytes(path)).hexdigest()
+    except InputError:
         return None
 
 

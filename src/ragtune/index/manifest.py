@@ -9,11 +9,11 @@ knowledge base opens, the previous process died mid-write and the store is recon
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import atomic_write
 from ragtune.errors import ConfigError
 
 MANIFEST = "manifest.json"
@@ -51,18 +51,18 @@ class Manifest:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.embedder = data.get("embedder", {})
             self.sources = {s["source"]: SourceInfo(**s) for s in data.get("sources", [])}
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(f"{self.path}: unreadable knowledge-base manifest ({e}); "
-                              "re-ingest into a new --kb folder") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ConfigError(f"{self.path}: unreadable knowledge-base manifest ({e}); move it aside (e.g. to "
+                              f"{MANIFEST}.bad) and ragtune rebuilds it from the store") from None
 
     def save(self) -> None:
         data = {"format": FORMAT, "embedder": self.embedder,
                 "sources": [asdict(s) for s in sorted(self.sources.values(), key=lambda s: s.source)]}
-        _atomic_write(self.path, json.dumps(data, indent=1, ensure_ascii=False))
+        atomic_write(self.path, json.dumps(data, indent=1, ensure_ascii=False))
 
     def begin(self, sources: list[str]) -> None:
         """Mark a write in progress (before the store is touched)."""
-        _atomic_write(self.journal, json.dumps({"sources": sources}))
+        atomic_write(self.journal, json.dumps({"sources": sources}))
 
     def end(self) -> None:
         """The store and the manifest agree again."""
@@ -73,10 +73,3 @@ class Manifest:
         return self.journal.exists()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

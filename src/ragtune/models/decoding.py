@@ -10,7 +10,8 @@ can never differ.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ragtune.types import Message
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 from ragtune.errors import ModelError
@@ -130,7 +131,8 @@ class OpenAIChatGenerator:
     """Any OpenAI-compatible chat endpoint, over plain HTTP (httpx); streams server-sent events."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, timeout: float = 120.0, stop: tuple[str, ...] | list[str] = ()) -> None:
+                 temperature: float = 0.0, timeout: float = 120.0, stop: tuple[str, ...] | list[str] = (),
+                 deadline: float = 600.0, transport: Any = None) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -138,13 +140,19 @@ class OpenAIChatGenerator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.stop = list(stop)
+        # `timeout` bounds each read; `deadline` bounds a whole reply, so an endpoint that streams forever
+        # or only sends keep-alives cannot hold a caller past it
+        self.deadline = deadline
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
                  temperature: float | None = None) -> str:
         body = self._body(messages, max_new_tokens, temperature, stream=False)
-        data = self._request(body, lambda r: r.json())
+        return self._content(self._request(body))
+
+    def _content(self, data: Any) -> str:
+        """``choices[0].message.content`` of a whole (not streamed) reply."""
         try:
             return (data["choices"][0]["message"]["content"] or "").strip()
         except (KeyError, IndexError, TypeError):
@@ -156,22 +164,29 @@ class OpenAIChatGenerator:
         import httpx
 
         body = self._body(messages, max_new_tokens, temperature, stream=True)
+        end = time.monotonic() + self.deadline
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 self._check(response)
-                first = True
+                first, events, other = True, 0, list[str]()
                 for line in response.iter_lines():
+                    self._within(end)
                     if not line.startswith("data:"):
-                        continue  # blank separators, comments, "event:" lines
+                        if len(other) < 1000:
+                            other.append(line)  # blank separators, comments (keep-alives), "event:" lines
+                        continue
                     payload = line[5:].strip()
+                    events += 1
                     if payload == "[DONE]":
                         break
-                    piece = (json.loads(payload).get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+                    piece = _delta(self._json(payload))
                     if first:
                         piece = piece.lstrip()
                         first = not piece
                     if piece:
                         yield piece
+                if not events:  # not an event stream: a server that ignored stream=true, or garbage
+                    yield self._content(self._json("\n".join(other)))
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
 
@@ -182,15 +197,35 @@ class OpenAIChatGenerator:
                 "temperature": self.temperature if temperature is None else temperature}
         return {**body, "stop": self.stop} if self.stop else body
 
-    def _request(self, body: dict[str, Any], read: Any) -> Any:
+    def _request(self, body: dict[str, Any]) -> Any:
+        """POST and parse the JSON reply, read piece by piece so the deadline holds for a trickling body."""
         import httpx
 
+        end = time.monotonic() + self.deadline
         try:
-            response = self._client.post("/chat/completions", json=body)
+            with self._client.stream("POST", "/chat/completions", json=body) as response:
+                self._check(response)
+                raw = bytearray()
+                for block in response.iter_bytes():
+                    self._within(end)
+                    raw += block
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
-        self._check(response)
-        return read(response)
+        return self._json(bytes(raw))
+
+    def _within(self, end: float) -> None:
+        if time.monotonic() > end:
+            raise ModelError(f"{self.base_url}/chat/completions: no complete reply within {self.deadline:.0f} s "
+                             "(it keeps streaming or only sends keep-alives); check the server, or lower "
+                             "generator.max_new_tokens")
+
+    def _json(self, payload: str | bytes) -> Any:
+        try:
+            return json.loads(payload)
+        except ValueError:
+            shown = (payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload)[:80]
+            raise ModelError(f"{self.base_url}/chat/completions: the reply is not valid JSON ({shown!r}); "
+                             "is this an OpenAI-compatible endpoint?") from None
 
     def _check(self, response: Any) -> None:
         if response.status_code >= 400:
@@ -200,5 +235,20 @@ class OpenAIChatGenerator:
                              "(check generator.model, the API key variable and the server log)")
 
     def _unreachable(self, error: Exception) -> ModelError:
+        import httpx
+
+        if isinstance(error, httpx.TimeoutException):
+            return ModelError(f"the chat endpoint {self.base_url} did not answer in time ({type(error).__name__}); "
+                              "check that the server is not stuck or overloaded")
         return ModelError(f"cannot reach the chat endpoint {self.base_url} ({type(error).__name__}); "
                           "start the server or fix generator.base_url")
+
+
+def _delta(event: Any) -> str:
+    """The text piece of one streamed chunk (``choices[0].delta.content``); "" for role-only or empty events."""
+    if not isinstance(event, dict):
+        return ""
+    choices = event.get("choices") or [{}]
+    delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""

@@ -15,15 +15,14 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from ragtune.atomic import atomic_folder
 from ragtune.config import GeneratorSettings, Settings
 from ragtune.errors import ConfigError, ModelError
 
@@ -186,29 +185,21 @@ def cached_gguf_conversion(source: ModelSource) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"Converting {source.path.name} to PyTorch once (about a minute); cached in {target}", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        folder, name = str(source.path.parent), source.path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-        # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first; its copy is as good as ours
-            if not (target / "model.safetensors").is_file():
-                raise
+        with atomic_folder(target) as tmp:
+            folder, name = str(source.path.parent), source.path.name
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            # The GGUF quantizer object stays attached after dequantising and would make save_pretrained refuse.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
     except Exception as e:
         if isinstance(e, ModelError):
             raise
         raise ModelError(f"model '{source.path}': could not convert the GGUF file ({type(e).__name__}: {e})") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -17,18 +17,25 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from ragtune.atomic import atomic_folder
 from ragtune.config import GeneratorSettings
 from ragtune.errors import ModelError
 from ragtune.models.decoding import LocalGenerator
-from ragtune.models.loading import (ModelSource, cache_root, cached_gguf_conversion, display_name, load_tokenizer,
-                                    resolve_model)
+from ragtune.models.loading import (
+    ModelSource,
+    cache_root,
+    cached_gguf_conversion,
+    display_name,
+    load_tokenizer,
+    resolve_model,
+)
 
 ENGINE = "onnxruntime-genai"
 _MODULE = "onnxruntime_genai"
@@ -97,21 +104,15 @@ def cached_ort_model(source: ModelSource, precision: str) -> Path:
         return target
     print(f"Compiling {source.name} for {ENGINE} ({precision}) once; cached in {target}", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-work-", dir=target.parent) as scratch, \
+            atomic_folder(target) as model_dir:
+        work = Path(scratch)
         if source.kind == "peft":
-            hf_folder = tmp / "merged"
+            hf_folder = work / "merged"
             _merge_adapter(source, hf_folder)
         else:
             hf_folder = cached_gguf_conversion(source) if source.kind == "gguf" else source.path
-        _run_builder(source, hf_folder, tmp / "model", precision, tmp / "cache")
-        try:
-            os.replace(tmp / "model", target)
-        except OSError:  # another process finished first; its copy is as good as ours
-            if not (target / "genai_config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _run_builder(source, hf_folder, model_dir, precision, work / "cache")
     return target
 
 

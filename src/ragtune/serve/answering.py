@@ -7,9 +7,9 @@ synchronous and slow (they run the model); routes call them in a worker thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from ragtune.rag import Prepared, final_answer
+from ragtune.rag import AnswerStream, Prepared, final_answer
 from ragtune.serve.state import Configuration
 from ragtune.types import Answer, Message
 
@@ -39,7 +39,7 @@ def answer(conf: Configuration, messages: list[Message], params: Params, prepare
 
 
 def stream_answer(conf: Configuration, messages: list[Message], params: Params,
-                  prepared: Prepared | None = None) -> Iterator[str | Answer]:
+                  prepared: Prepared | None = None) -> AnswerStream:
     """Text pieces as the model produces them, then the final Answer."""
     if prepared is None:
         prepared = retrieve(conf, messages, params)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -52,8 +53,8 @@ def create_app(kb: Any | None = None, *, base: Any | None = None, finetuned: Any
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.kb is not None:
             state.ingestor = Ingestor(state.kb, state.write_lock)
-            sources = await run_in_threadpool(lambda: {s.source for s in state.kb.sources()})
-            resumed = state.ingestor.resume(state.uploads_dir, sources)
+            sources = await run_in_threadpool(lambda: {s.source for s in state.served_kb.sources()})
+            resumed = state.ingestor.resume(state.served_uploads, sources)
             if resumed:
                 log.info("resuming ingestion of earlier uploads", extra={"files": [j.filename for j in resumed]})
         log.info("serving", extra={"configurations": list(state.configurations), "kb": str(state.kb_dir or ""),

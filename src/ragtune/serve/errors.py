@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError
+from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StorageError
 
 log = logging.getLogger("ragtune.serve")
 
@@ -55,7 +55,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        loc = [str(p) for p in first.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]  # only the leading location: a field may itself be called "query" (search)
         if first.get("type") == "json_invalid":
             return error_response(APIError(400, "the request body is not valid JSON; send a JSON object "
                                                 "with Content-Type: application/json", code="invalid_json"))
@@ -86,6 +88,8 @@ def from_ragtune_error(exc: RagtuneError) -> APIError:
         return APIError(400, str(exc), code="invalid_input")
     if isinstance(exc, ModelError):
         return APIError(503, str(exc), code="model_unavailable")
+    if isinstance(exc, StorageError):  # a full disk or a read-only kb folder: the server's, and passing
+        return APIError(503, str(exc), code="storage_unavailable")
     if isinstance(exc, ConfigError):
         return APIError(500, str(exc), code="server_misconfigured")
     return APIError(400, str(exc), code="invalid_input")

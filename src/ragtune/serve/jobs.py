@@ -152,7 +152,7 @@ def _report_json(report: Any) -> dict[str, Any]:
     if report is None:
         return {}
     data = report.to_json() if hasattr(report, "to_json") else (
-        dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {"summary": str(report)})
+        dataclasses.asdict(report) if dataclasses.is_dataclass(report) and not isinstance(report, type) else {"summary": str(report)})
     return {"sources": data} if isinstance(data, list) else data
 
 

@@ -102,10 +102,10 @@ async def upload(request: Request) -> JSONResponse:
         await form.close()
     jobs = []
     for temp, name in staged:
-        target = state.uploads_dir / name
+        target = state.served_uploads / name
         os.replace(temp, target)  # atomic: a reader sees the old file or the new, never half of one
         try:
-            jobs.append(state.ingestor.submit(target, name).to_json())
+            jobs.append(state.served_ingestor.submit(target, name).to_json())
         except RuntimeError as e:
             raise APIError(503, str(e), code="shutting_down") from None
     return JSONResponse({"object": "list", "data": jobs}, status_code=202)
@@ -113,7 +113,7 @@ async def upload(request: Request) -> JSONResponse:
 
 async def _stage(upload: UploadFile, name: str, state: ServeState, limit: int) -> tuple[Path, str]:
     """Copy one upload to a hidden temp file in uploads/, checking its type and size on the way."""
-    uploads = state.uploads_dir
+    uploads = state.served_uploads
     uploads.mkdir(parents=True, exist_ok=True)
     temp = uploads / f".{uuid.uuid4().hex}.part"
     if temp.resolve().parent != uploads.resolve():  # belt and braces: never write outside uploads/
@@ -140,12 +140,12 @@ async def _stage(upload: UploadFile, name: str, state: ServeState, limit: int) -
 @router.get("/jobs")
 async def list_jobs(request: Request) -> dict[str, Any]:
     state = kb_state(request)
-    return {"object": "list", "data": [j.to_json() for j in state.ingestor.jobs()]}
+    return {"object": "list", "data": [j.to_json() for j in state.served_ingestor.jobs()]}
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
-    job = kb_state(request).ingestor.get(job_id)
+    job = kb_state(request).served_ingestor.get(job_id)
     if job is None:
         raise APIError(404, f"no ingestion job '{job_id}' (jobs are kept while the server runs)",
                        param="job_id", code="job_not_found")
@@ -167,10 +167,10 @@ async def remove_source(source: str, request: Request) -> dict[str, Any]:
         with state.write_lock:
             if source not in {s.source for s in _sources(state)}:
                 return None
-            removed = state.kb.remove(source)
+            removed = state.served_kb.remove(source)
             name = source.removeprefix("uploads/")
-            if source == upload_source(name) and "/" not in name and (state.uploads_dir / name).is_file():
-                (state.uploads_dir / name).unlink()  # or the next start would ingest it again
+            if source == upload_source(name) and "/" not in name and (state.served_uploads / name).is_file():
+                (state.served_uploads / name).unlink()  # or the next start would ingest it again
             return removed
 
     removed = await run_in_threadpool(remove)
@@ -183,7 +183,7 @@ async def remove_source(source: str, request: Request) -> dict[str, Any]:
 @router.post("/search")
 async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
     state = kb_state(request)
-    hits = await run_in_threadpool(lambda: state.kb.search(body.query, k=body.k, where=body.where))
+    hits = await run_in_threadpool(lambda: state.served_kb.search(body.query, k=body.k, where=body.where))
     return {"object": "list", "data": [{"source": h.source, "text": h.text, "score": round(float(h.score), 6),
                                         "metadata": to_plain(h.metadata)} for h in hits]}
 
@@ -192,16 +192,16 @@ def _sources(state: ServeState) -> list[Any]:
     # The ingestion thread may be adding to the manifest while we read it; a retry sees a settled copy.
     for _ in range(5):
         try:
-            return list(state.kb.sources())
+            return list(state.served_kb.sources())
         except RuntimeError:
             continue
-    return list(state.kb.sources())
+    return list(state.served_kb.sources())
 
 
 def _source_json(info: Any) -> dict[str, Any]:
     """A SourceInfo as JSON, without the server's absolute paths."""
     if isinstance(info, str):
         return {"source": info}
-    data = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(getattr(info, "__dict__", {}))
+    data = dataclasses.asdict(info) if dataclasses.is_dataclass(info) and not isinstance(info, type) else dict(getattr(info, "__dict__", {}))
     data.pop("path", None)
     return to_plain(data)

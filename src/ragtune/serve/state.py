@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragtune.config import Settings
-
 from ragtune.rag import RAG
 
 if TYPE_CHECKING:
-    from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.index.embedders import Embedder
+    from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.generators import Generator
     from ragtune.serve.jobs import Ingestor
 
@@ -58,6 +57,22 @@ class ServeState:
     api_key: str | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     ingestor: Ingestor | None = None  # started with the app
+
+    # The kb routes run only when a knowledge base is served (kb_state checks it); these say so to the type checker.
+    @property
+    def served_kb(self) -> KnowledgeBase:
+        assert self.kb is not None, "kb routes are mounted only with a knowledge base"
+        return self.kb
+
+    @property
+    def served_uploads(self) -> Path:
+        assert self.uploads_dir is not None, "kb routes are mounted only with a knowledge base"
+        return self.uploads_dir
+
+    @property
+    def served_ingestor(self) -> Ingestor:
+        assert self.ingestor is not None, "the ingestor starts with the app when a knowledge base is served"
+        return self.ingestor
 
     @property
     def uploads_dir(self) -> Path | None:

@@ -7,8 +7,9 @@ after a crash is harmless. Filters are a small dict: ``{"source": "a.md"}``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 

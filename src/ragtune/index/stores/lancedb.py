@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,15 +75,18 @@ class LanceStore:
         self._cache = self.db.create_table("embeddings", schema=cache, exist_ok=True)
         self.dimension = dimension
 
-    def _ensure(self, dimension: int) -> None:
+    def _ensure(self, dimension: int) -> tuple[Any, Any]:
+        """The chunks and embeddings tables, created on the first write."""
         if self._chunks is None or self._cache is None:
             self._create(dimension)
+        assert self._chunks is not None and self._cache is not None
+        return self._chunks, self._cache
 
     # -- writes -----------------------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, versions: Sequence[str]) -> None:
         if not chunks:
             return
-        self._ensure(vectors.shape[1])
+        table, _ = self._ensure(vectors.shape[1])
         rows = pa.table({
             "id": [c.id for c in chunks],
             "source": [c.source for c in chunks],
@@ -94,10 +98,10 @@ class LanceStore:
             "metadata": [json.dumps(c.metadata, default=str) for c in chunks],
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()),
                                                         vectors.shape[1]),
-        }, schema=self._chunks.schema)
-        self._chunks.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
-        if not any(i.index_type == "FTS" for i in self._chunks.list_indices()):
-            self._chunks.create_index("text", config=FTS(language="English", stem=True, remove_stop_words=True))
+        }, schema=table.schema)
+        table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        if not any(i.index_type == "FTS" for i in table.list_indices()):
+            table.create_index("text", config=FTS(language="English", stem=True, remove_stop_words=True))
 
     def delete(self, source: str, keep_version: str | None = None) -> int:
         if self._chunks is None:
@@ -113,12 +117,12 @@ class LanceStore:
     def cache_vectors(self, text_hashes: Sequence[str], vectors: np.ndarray) -> None:
         if not len(text_hashes):
             return
-        self._ensure(vectors.shape[1])
+        _, cache = self._ensure(vectors.shape[1])
         rows = pa.table({"text_hash": list(text_hashes),
                          "vector": pa.FixedSizeListArray.from_arrays(
                              pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1])},
-                        schema=self._cache.schema)
-        self._cache.merge_insert("text_hash").when_not_matched_insert_all().execute(rows)
+                        schema=cache.schema)
+        cache.merge_insert("text_hash").when_not_matched_insert_all().execute(rows)
 
     def optimize(self) -> None:
         for table in (self._chunks, self._cache):
@@ -143,7 +147,7 @@ class LanceStore:
     def dense_search(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[StoredHit]:
         if self._chunks is None:
             return []
-        query = self._chunks.search(np.asarray(vector, np.float32), vector_column_name="vector")
+        query: Any = self._chunks.search(np.asarray(vector, np.float32), vector_column_name="vector")
         query = query.distance_type("cosine").select(HIT_COLUMNS).limit(k)
         sql = _where_sql(where)
         if sql:

@@ -1,0 +1,45 @@
+"""`ragtune choose`: index, split, tune, fine-tune, RAFT, evaluate and advise on the user's own data, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def choose_command(
+    docs: Path = typer.Argument(..., help="documents (file or folder), or a SQuAD/APIBench-style QA folder"),
+    qa_file: Path = typer.Argument(..., help="the questions: QA JSONL, or a SQuAD/APIBench-style folder"),
+    train: Optional[Path] = typer.Option(None, "--train", help="training set (default: the QA set's train split, "
+                                         "else pairs synthesised from DOCS)"),
+    model: Optional[str] = typer.Option(None, "--model", help="base model (default: generator.model)"),
+    out: Path = typer.Option(Path("choice"), "--out", help="where index.html, results.json, advice.json, the "
+                             "knowledge base and the adapters go; re-run to resume"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="how answers are scored (default: the QA set's)"),
+    constraints: Optional[Path] = typer.Option(None, "--constraints", help="TOML of advise answers, e.g. "
+                                               "knowledge_change = \"daily\""),
+    set_: list[str] = typer.Option([], "--set", help="section.field=VALUE sets a setting (not tuned then); "
+                                   "key=VALUE without a dot is an advise constraint"),
+) -> None:
+    """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
+    from ragtune.advise import read_answers
+    from ragtune.config import parse_assignments
+    from ragtune.evaluate.choose import Choice
+
+    pairs = parse_assignments(set_)
+    overrides = {k: v for k, v in pairs.items() if "." in k}
+    given = read_answers(constraints) if constraints else {}
+    given.update({k: v for k, v in pairs.items() if "." not in k})
+    choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
+                    overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True))
+    results = choice.run()
+    advice = results["advice"]
+    typer.secho(f"recommendation: {advice['recommendation']}", bold=True)
+    for reason in advice["reasons"][:6]:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("choose")(choose_command)

@@ -1,0 +1,90 @@
+"""`ragtune score`: score answers that came from anywhere with the metrics `ragtune eval` uses.
+
+    ragtune score predictions.jsonl [--metric call] [--json]
+
+Each row: ``{"question": "...", "answers": ["gold", ...], "prediction": "..."}``. ``--json`` prints
+``{"metric", "n", "mean", "scores"}`` (one score per row, in input order), so another system's answers (a vendor
+API, a colleague's pipeline) compare with ragtune's on the same metric.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+Row = tuple[int, str, list[str], str]  # line, question, gold answers, prediction
+
+
+def read_predictions(path: Path) -> list[Row]:
+    """(line, question, gold answers, prediction) per row; a bad row is one clear error naming file:line and
+    field."""
+    from ragtune.errors import InputError
+    from ragtune.evaluate.qa import read_jsonl
+
+    rows = []
+    for n, row in read_jsonl(path):
+        question, answers, prediction = row.get("question"), row.get("answers"), row.get("prediction")
+        if isinstance(answers, str):
+            answers = [answers]
+        if not isinstance(question, str):
+            raise InputError(f"{path}:{n}: field 'question' must be a string")
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+            raise InputError(f"{path}:{n}: field 'answers' must be a non-empty list of gold answer strings")
+        if not isinstance(prediction, str):
+            raise InputError(f"{path}:{n}: field 'prediction' must be a string (the answer to score)")
+        rows.append((n, question, answers, prediction))
+    if not rows:
+        raise InputError(f"{path}: no rows; each line needs question, answers and prediction")
+    return rows
+
+
+def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Row], list[float]]:
+    """The metric (given or inferred), why, the rows and one score per row, after the gold-vs-gold check."""
+    from ragtune.evaluate.qa import QAItem, QASet
+    from ragtune.evaluate.scorers import check_gold, get_metric, infer_metric, metric_score
+
+    rows = read_predictions(path)
+    if metric:
+        get_metric(metric)
+        reason = "given with --metric"
+    else:
+        metric, reason = infer_metric([answers for _, _, answers, _ in rows])
+    items = [QAItem(str(n), q, answers, metadata={"line": n}) for n, q, answers, _ in rows]
+    check_gold(QASet(path.name, items, metric=metric), questions=False)  # rows may repeat a question
+    return metric, reason, rows, [metric_score(answers, pred, metric) for _, _, answers, pred in rows]
+
+
+def score_command(
+    predictions: Path = typer.Argument(..., help="JSONL rows with question, answers (gold list) and prediction"),
+    metric: str | None = typer.Option(None, "--metric", help="exact, normalized, contains, f1, rouge_l, regex, "
+                                         "json, call, choice or package.module:function (default: inferred)"),
+    as_json: bool = typer.Option(False, "--json", help='print {"metric", "n", "mean", "scores"} only'),
+) -> None:
+    """Score answers from any system against gold answers, with the metrics `ragtune eval` uses."""
+    name, reason, rows, scores = score_file(predictions, metric)
+    mean = sum(scores) / len(scores)
+    if as_json:
+        if not metric:
+            typer.echo(f"metric: {name} ({reason})", err=True)
+        typer.echo(json.dumps({"metric": name, "n": len(scores), "mean": mean, "scores": scores}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    typer.echo(f"metric: {name} ({reason})")
+    table = Table()
+    for col in ("line", name, "question", "prediction"):
+        table.add_column(col, justify="right" if col in ("line", name) else "left", overflow="ellipsis",
+                         no_wrap=True, max_width=None if col in ("line", name) else 40)
+    for (n, question, _, prediction), s in list(zip(rows, scores))[:20]:
+        table.add_row(str(n), f"{s:.3f}", question, prediction.replace("\n", " "))
+    console = Console()
+    console.print(table)
+    more = f" (first 20 of {len(scores)} shown; --json for all)" if len(scores) > 20 else ""
+    console.print(f"mean {name}: {mean:.3f} over {len(scores)} answers{more}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_command)

@@ -1,0 +1,281 @@
+"""`ragtune choose`: the whole bake-off on the user's own data, as one resumable recipe of existing stages.
+
+    results = Choice(["docs/"], "qa.jsonl", out="choice").run()
+    results["advice"]["recommendation"]
+
+index DOCS → check the questions → split them (seeded dev / test) → training data (the user's, the QA set's own
+train split, or synthesised from DOCS) → tune k and context compression on the dev part → fine-tune → RAFT →
+every contestant on the test part (`evaluate`) → `advise`. Each finished stage is recorded in ``out/choose.json``;
+killed and re-run, it resumes: finished stages are skipped, training resumes from its checkpoints and
+evaluation from its answer log. The settings chosen are saved to the knowledge base's ragtune.toml, so `ask`,
+`eval` and `serve` use them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune.atomic import atomic_write_json
+from ragtune.config import CONFIG_FILE, Settings, load_settings, save_overrides
+from ragtune.errors import InputError
+from ragtune.evaluate.metrics import normalize
+from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa
+from ragtune.finetune.data import Example
+from ragtune.models.prompts import closed_book_messages
+
+STAGES = ("index", "check", "split", "train_data", "tune", "finetune", "raft", "evaluate")
+Say = Callable[[str], None]
+
+
+@dataclass
+class Split:
+    dev: list[QAItem]
+    test: list[QAItem]
+    train: list[QAItem] = field(default_factory=list)  # the QA set's own training split, when it has one
+
+
+def split_questions(qa: QASet, settings: Settings) -> Split:
+    """The QA set's own splits when it declares them (train / validation / test), else a seeded cut of a small
+    dev part (for tuning) off the test part (for the verdict). Dev and test never share a question."""
+    c = settings.choose
+    declared = {it.metadata.get("split") for it in qa.items} - {None}
+    if {"test"} <= declared:
+        by = {name: [it for it in qa.items if it.metadata.get("split") == name] for name in declared}
+        dev = by.get("validation") or by.get("dev") or []
+        return Split(dev[:c.dev_max], by["test"][:c.test_max], by.get("train", []))
+    items = list(qa.items)
+    random.Random(c.seed).shuffle(items)
+    n_dev = min(max(round(len(items) * c.dev_fraction), c.dev_min), c.dev_max, len(items) // 3)
+    return Split(items[:n_dev], items[n_dev:][:c.test_max])
+
+
+def answer_cap(items: list[QAItem]) -> int:
+    """``generator.max_new_tokens`` from the gold answers' length: room for the longest usual answer and a
+    citation, so short answers stop early and long ones are not cut (about 4 characters per token)."""
+    lengths = sorted(len(a) // 4 + 1 for it in items for a in it.answers[:1])
+    p90 = lengths[int(0.9 * (len(lengths) - 1))] if lengths else 64
+    return max(24, min(256, round(1.5 * p90) + 16))
+
+
+def examples_from(items: list[QAItem], instruction: str | None, source: str) -> list[Example]:
+    """Closed-book training examples in the exact prompt the fine-tuned model will be asked with."""
+    return [Example(messages=closed_book_messages(it.question, instruction)
+                    + [{"role": "assistant", "content": it.answers[0]}], source=source, line=i + 1,
+                    gold_source=it.gold_sources[0] if it.gold_sources else None)
+            for i, it in enumerate(items) if it.answers and not it.is_impossible]
+
+
+class Choice:
+    """One bake-off. Stages are methods; what each produced is kept in ``self.state`` (and ``choose.json``)."""
+
+    def __init__(self, docs: list[str | Path], qa: str | Path, out: str | Path = "choice", *,
+                 train: str | Path | None = None, model: str | None = None, metric: str | None = None,
+                 constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+                 say: Say = print) -> None:
+        self.docs, self.qa_path, self.out = [Path(d) for d in docs], Path(qa), Path(out)
+        self.train_path = Path(train) if train else None
+        self.constraints, self.say = constraints or {}, say
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.kb_dir = self.out / "kb"
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self.settings = load_settings(self.kb_dir, self.overrides)
+        self.model = model or self.settings.generator.model
+        self.state_path = self.out / "choose.json"
+        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.qa = load_qa(self.qa_path, metric=metric)  # an unknown metric name stops here, before any work
+        self._kb: Any = None
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+    @property
+    def kb(self) -> Any:
+        if self._kb is None:
+            from ragtune.index.knowledge_base import KnowledgeBase
+
+            self._kb = KnowledgeBase(self.kb_dir, settings=self.settings)
+        return self._kb
+
+    def _done(self, stage: str, **produced: Any) -> None:
+        self.state[stage] = produced
+        atomic_write_json(self.state_path, self.state)
+
+    def run(self) -> dict[str, Any]:
+        """Every stage not yet done, in order; the results.json of the test run, with the advice in it."""
+        for i, stage in enumerate(STAGES, 1):
+            if stage in self.state and stage not in ("split", "train_data"):  # these two are cheap and rebuilt
+                self.say(f"[{i}/{len(STAGES)}] {stage}: done earlier, skipped")
+                continue
+            self.say(f"[{i}/{len(STAGES)}] {stage}")
+            started = time.perf_counter()
+            getattr(self, f"stage_{stage}")()
+            self.state[stage]["seconds"] = round(time.perf_counter() - started, 1)
+            atomic_write_json(self.state_path, self.state)
+        return json.loads((self.out / "results.json").read_text())
+
+    # -- stages -----------------------------------------------------------------------------------------------
+    def stage_index(self) -> None:
+        """Index DOCS: files and folders, or a QA folder that brings its documents (SQuAD / APIBench style)."""
+        files = []
+        for doc in self.docs:
+            if not doc.exists():
+                raise InputError(f"{doc}: not found; DOCS are files or folders of documents, or a QA folder")
+            if doc.is_dir() and _is_qa_folder(doc):
+                self.kb.add_documents(load_qa(doc).documents)
+            else:
+                files.append(doc)
+        if files:
+            report = self.kb.add(files)
+            failed = [s for s in report.items if s.status == "failed"]
+            for s in failed:
+                self.say(f"  not indexed: {s.source} ({s.reason})")
+        if len(self.kb) == 0:
+            raise InputError(f"{', '.join(map(str, self.docs))}: no text could be indexed; check the documents")
+        self._done("index", chunks=len(self.kb))
+
+    def stage_check(self) -> None:
+        """Before any model runs: no empty or duplicated question, and every gold answer scores 1 against itself."""
+        from ragtune.evaluate.scorers import check_gold
+
+        self.say(f"  metric: {self.qa.metric} ({self.qa.metric_reason})")
+        check_gold(self.qa)
+        self._done("check", questions=len(self.qa.items), metric=self.qa.metric, why=self.qa.metric_reason)
+
+    def stage_split(self) -> None:
+        self.split = split_questions(self.qa, self.settings)
+        if not self.split.test:
+            raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
+        unused = len(self.qa.items) - len(self.split.dev) - len(self.split.test) - len(self.split.train)
+        self._done("split", dev=len(self.split.dev), test=len(self.split.test), seed=self.settings.choose.seed,
+                   not_asked=unused)
+
+    def stage_train_data(self) -> None:
+        """The user's training set, else the QA set's own train split, else pairs synthesised from DOCS; any
+        training question that is also a test question is dropped (no leakage into the verdict)."""
+        if self.train_path is not None:
+            from ragtune.finetune.data import load_examples
+
+            examples, origin = load_examples(self.train_path), str(self.train_path)
+        elif self.split.train:
+            examples, origin = examples_from(self.split.train, self.qa.system, "qa train split"), "qa train split"
+        else:
+            examples, origin = self._synthesise(), "synthetic (extractive, from DOCS)"
+        test = {normalize(it.question) for it in self.split.test}
+        kept = [e for e in examples if normalize(_question(e)) not in test]
+        if not kept:
+            raise InputError(f"{origin}: no training example left that is not a test question")
+        self.train_examples = kept
+        self._done("train_data", origin=origin, examples=len(kept), dropped_as_test_questions=len(examples) - len(kept),
+                   synthetic=origin.startswith("synthetic"))
+
+    def stage_tune(self) -> None:
+        """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
+        questions with RAG; the best headline score wins, ties going to the shorter prompt."""
+        from ragtune.evaluate.runner import evaluate
+
+        c = self.settings.choose
+        cap = answer_cap(self.split.dev + self.split.test) if not _given(self.overrides, "generator.max_new_tokens") \
+            else self.settings.generator.max_new_tokens
+        dev = QASet(self.qa.name, self.split.dev, [], self.qa.metric, self.qa.system)
+        trials = []
+        ks = [self.settings.retrieval.k] if _given(self.overrides, "retrieval.k") else c.k
+        compress = ([self.settings.rag.context_sentences] if _given(self.overrides, "rag.context_sentences")
+                    else c.context_sentences)
+        for k in ks:  # a value the user set is not tuned
+            for sentences in compress:
+                trial = self.settings.model_copy(deep=True)
+                trial.retrieval.k, trial.rag.context_sentences, trial.generator.max_new_tokens = k, sentences, cap
+                res = evaluate(dev, kb=self.kb, model=self.model, out=self.out / "tune" / f"k{k}-s{sentences}",
+                               settings=trial, variants=["rag"], report=False)
+                trials.append({"k": k, "context_sentences": sentences, "score": res["variants"]["rag"]["score"],
+                               "latency_p50": res["variants"]["rag"]["latency_s"]["p50"]})
+        best = max(trials, key=lambda t: (round(t["score"], 6), -t["k"], -(t["context_sentences"] or 99)))
+        chosen = {"retrieval.k": best["k"], "rag.context_sentences": best["context_sentences"],
+                  "generator.max_new_tokens": cap}
+        save_overrides(self.kb_dir / CONFIG_FILE, chosen)
+        self._done("tune", trials=trials, chosen=chosen, dev_questions=len(dev.items),
+                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions; answer cap from the gold answers' "
+                       "length (1.5 x p90 + 16 tokens)")
+
+    def stage_finetune(self) -> None:
+        self._train(self.out / "finetuned", self.train_examples, "finetune")
+
+    def stage_raft(self) -> None:
+        from ragtune.finetune.base import load_tokenizer
+        from ragtune.finetune.raft import raft_examples
+
+        tokenizer = load_tokenizer(self.model)
+        examples, stats = raft_examples(self.train_examples, self.kb, self._settings(),
+                                        lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
+                                        seed=self.settings.finetune.seed)
+        self.say(f"  RAFT data: {stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage")
+        self._train(self.out / "raft", examples, "raft", raft=stats.to_json())
+
+    def stage_evaluate(self) -> None:
+        """Every contestant on the held-out test part, then `advise` on that evidence and the constraints."""
+        from ragtune.advise import advise
+        from ragtune.evaluate import runner
+
+        test = QASet(self.qa.name, self.split.test, [], self.qa.metric, self.qa.system)
+        models = {"base": self.model, "finetuned": self._model_dir("finetuned"), "raft": self._model_dir("raft")}
+        run = runner.setup(test, self.kb, models, self.out, self._settings(), variants=None, limit=None,
+                           seed=self.settings.choose.seed, split=None, train_qa=None, rag_factory=runner.default_rag,
+                           kb_factory=runner.open_knowledge_base, judge=None)
+        results = runner.header(run, None, None)
+        results["retrieval"], run.ranked = runner.retrieval_quality(test, self.kb, run.settings.retrieval.k)
+        for variant in run.wanted:
+            self.say(f"  {variant}")
+            results["variants"][variant] = runner.run_variant(run, variant)
+        runner.compare(run, results)
+        rec = advise(self.constraints, results)
+        results["choose"] = dict(self.state)
+        results["advice"] = rec.to_json()
+        atomic_write_json(self.out / "advice.json", rec.to_json())
+        runner.finish(run, results)
+        self._done("evaluate", best=results.get("best"), recommendation=rec.recommendation,
+                   scores={v: s["score"] for v, s in results["variants"].items()})
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def _settings(self) -> Settings:
+        """The settings chosen by tuning (saved in the kb's ragtune.toml), under the user's overrides."""
+        return load_settings(self.kb_dir, self.overrides)
+
+    def _model_dir(self, name: str) -> Path | None:
+        folder = self.out / name
+        return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
+
+    def _train(self, folder: Path, examples: list[Example], stage: str, **extra: Any) -> None:
+        from ragtune.finetune.train import FineTuner
+
+        if not (folder / "training_report.json").is_file():
+            resume = (folder / "checkpoints").is_dir()
+            FineTuner(self.model, settings=self.settings.finetune).fit(examples, None, folder, resume=resume)
+        report = json.loads((folder / "training_report.json").read_text())
+        self._done(stage, folder=str(folder), examples=len(examples), **extra,
+                   **{k: report.get(k) for k in ("steps", "stopped_early", "warnings") if k in report})
+
+    def _synthesise(self) -> list[Example]:
+        from ragtune.finetune.synth import load_chunks, synthesize
+
+        pairs = synthesize(load_chunks(self.kb_dir), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(pairs)]
+        return examples_from(items, self.qa.system, "synthetic")
+
+
+def _question(example: Example) -> str:
+    return next((m["content"] for m in reversed(example.messages[:-1]) if m["role"] == "user"), "")
+
+
+def _given(overrides: dict[str, Any], key: str) -> bool:
+    return overrides.get(key) is not None
+
+
+def _is_qa_folder(path: Path) -> bool:
+    try:
+        return detect_format(path) != "jsonl"
+    except InputError:
+        return False

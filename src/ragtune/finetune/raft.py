@@ -1,0 +1,165 @@
+"""RAFT (Zhang et al. 2024): fine-tune on the RAG prompt itself — the gold passage among hard distractors.
+
+For each question ragtune's own retriever supplies the distractors: the best-ranked passages that do not hold the
+answer. With probability ``gold_share`` the gold passage joins them at a random position and the target cites it
+as ``[n]``; otherwise the prompt holds distractors only and the target is still the gold answer (RAFT's setting
+that teaches the model to fall back on what it knows). Prompts are built by `RAG.build`, the function that builds
+them at answer time, so training and inference see the same bytes for the same passages.
+
+    examples, stats = raft_examples(load_examples("qa.jsonl"), KnowledgeBase("kb"), settings)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import RaftSettings, Settings
+from ragtune.errors import InputError
+from ragtune.evaluate.metrics import normalize
+from ragtune.finetune.data import Example
+from ragtune.rag import RAG, Retriever, estimate_tokens
+from ragtune.types import Hit
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class RaftStats:
+    """What the data builder found; written beside the adapter and printed by the CLI."""
+
+    examples: int = 0
+    gold_found: int = 0  # examples with a gold passage (by their source, or a retrieved passage holding the answer)
+    gold_by_source: int = 0
+    gold_in_prompt: int = 0
+    distractors: int = 0  # distractor passages over all prompts
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def holds_answer(text: str, answer: str) -> bool:
+    """The passage contains the answer (normalised as SQuAD does, whole tokens)."""
+    gold = normalize(answer)
+    return bool(gold) and f" {gold} " in f" {normalize(text)} "
+
+
+def question_of(example: Example) -> tuple[str, str | None]:
+    """The example's question (its last user turn) and its task instruction (its system turn, if any)."""
+    user = next((m["content"] for m in reversed(example.messages[:-1]) if m["role"] == "user"), "")
+    system = next((m["content"] for m in example.messages if m["role"] == "system"), None)
+    return user, system
+
+
+def find_gold(example: Example, question: str, retriever: Retriever, candidates: int) -> tuple[Hit | None, list[Hit]]:
+    """The gold passage (the example's source when given, else a retrieved passage holding the answer) and the
+    ranked candidates it was looked for in."""
+    hits = retriever.search(question, k=candidates)
+    answer = example.answer
+    if example.gold_source:
+        same = [h for h in hits if h.source == example.gold_source]
+        if not same:  # not among the candidates: the gold source's best passage for this question
+            same = retriever.search(question, k=3, where={"source": example.gold_source})
+        if same:
+            return next((h for h in same if holds_answer(h.text, answer)), same[0]), hits
+    return next((h for h in hits if holds_answer(h.text, answer)), None), hits
+
+
+def raft_examples(examples: list[Example], retriever: Retriever, settings: Settings,
+                  count_tokens: Callable[[str], int] | None = None, seed: int = 0
+                  ) -> tuple[list[Example], RaftStats]:
+    """RAFT training examples from question/answer examples; seeded, so a resumed run rebuilds the same data."""
+    opts: RaftSettings = settings.raft
+    rng = random.Random(seed)
+    stats = RaftStats()
+    out = []
+    for example in examples:
+        question, instruction = question_of(example)
+        gold, hits = find_gold(example, question, retriever, max(opts.candidates, opts.distractors + 1))
+        gold_source = gold.source if gold else example.gold_source
+        distractors = [h for h in hits if h.source != gold_source and not holds_answer(h.text, example.answer)]
+        passages = distractors[:opts.distractors]
+        with_gold = gold is not None and rng.random() < opts.gold_share
+        if gold is not None and with_gold:
+            passages.insert(rng.randrange(len(passages) + 1), gold)
+        # the trained model's tokenizer fits the passages as at answer time; never load a generator here
+        rag = RAG(retriever, None, settings, instruction=instruction, count_tokens=count_tokens or estimate_tokens)
+        prepared = rag.build(question, passages)
+        n = next((i for i, h in enumerate(prepared.hits, 1) if with_gold and h.source == gold_source), None)
+        target = _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts.reasoning)
+        out.append(Example(messages=prepared.messages + [{"role": "assistant", "content": target}],
+                           source=example.source, line=example.line, gold_source=gold_source))
+        stats.examples += 1
+        stats.gold_found += gold is not None
+        stats.gold_by_source += gold is not None and gold.source == example.gold_source
+        stats.gold_in_prompt += n is not None
+        stats.distractors += len(prepared.hits) - (n is not None)
+    return out, stats
+
+
+def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) -> str:
+    """The answer, citing the gold passage when it is in the prompt; with ``reasoning`` the supporting sentence
+    is quoted first (RAFT's chain-of-thought answers)."""
+    if n is None:
+        return answer
+    if not reasoning or gold_text is None:
+        return f"{answer} [{n}]"
+    sentences = [s for s in _SENTENCE.split(gold_text) if holds_answer(s, answer)]
+    quote = sentences[0].strip() if sentences else ""
+    return f'[{n}] says: "{quote}"\nAnswer: {answer} [{n}]' if quote else f"{answer} [{n}]"
+
+
+def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | Path | None, model: str,
+                 settings: Settings, out: str | Path) -> tuple[list[Example], list[Example] | None]:
+    """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file), built with the
+    knowledge base's retriever and counted with the model's tokenizer; ``out/raft.json`` records what was found."""
+    from ragtune.atomic import atomic_write_json
+    from ragtune.finetune.base import load_tokenizer
+    from ragtune.finetune.data import load_examples
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    if kb is None or not Path(kb).is_dir():
+        raise InputError(f"--raft needs --kb: a knowledge-base folder ({kb or 'none given'}); build one with "
+                         "`ragtune ingest DOCS --kb DIR`")
+    tokenizer = load_tokenizer(model)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    retriever = KnowledgeBase(Path(kb), settings=settings)
+    train, stats = raft_examples(load_examples(dataset), retriever, settings, count, seed=settings.finetune.seed)
+    val = None
+    if validation is not None:
+        val, _ = raft_examples(load_examples(validation), retriever, settings, count, seed=settings.finetune.seed + 1)
+    if stats.gold_found == 0:
+        raise InputError(f"{dataset}: no example's answer was found in a passage of {kb}; RAFT needs the "
+                         "documents that hold the answers (give each row a 'source', or ingest the documents)")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "raft.json", {"kb": str(kb), "settings": settings.raft.model_dump(),
+                                                 **stats.to_json()})
+    print(f"RAFT: {stats.gold_found} of {stats.examples} examples have a gold passage "
+          f"({stats.gold_by_source} by their source), {stats.gold_in_prompt} prompts hold it, "
+          f"{stats.distractors} distractors", file=sys.stderr)
+    return train, val
+
+
+def gold_coverage(examples: list[Example], retriever: Retriever, settings: Settings) -> dict[str, Any]:
+    """`data check --kb`: how many examples have a gold passage in the knowledge base, and how it was found."""
+    found = by_source = 0
+    missing = []
+    for example in examples:
+        if example.text is not None:
+            continue
+        question, _ = question_of(example)
+        gold, _ = find_gold(example, question, retriever, settings.raft.candidates)
+        found += gold is not None
+        by_source += gold is not None and gold.source == example.gold_source
+        if gold is None:
+            missing.append(example.where())
+    return {"examples": len(examples), "with_gold_passage": found, "by_source": by_source,
+            "by_answer_text": found - by_source, "without": missing}

@@ -1,0 +1,130 @@
+"""`ragtune choose` end to end on tiny models built in code: every stage, the files it promises, the settings it
+chose saved to the knowledge base, dev and test kept apart, and resuming after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.config import Settings
+from ragtune.evaluate.choose import answer_cap, split_questions
+from ragtune.evaluate.qa import QAItem, QASet
+
+PLACES = ["Zembla", "Quorra", "Morbek", "Tarkin", "Velmora", "Ostrava", "Kelpie", "Brindle", "Castor", "Dunmore",
+          "Elarin", "Fennick", "Galloway", "Hollin", "Islay", "Jorvik", "Kestrel", "Lachlan", "Mirren", "Norwick"]
+
+
+@pytest.fixture
+def bakeoff(tmp_path, tiny_embedder_dir, tiny_lm_dir, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = []
+    for i, place in enumerate(PLACES):
+        (docs / f"land{i}.txt").write_text(f"The capital of Land {i} is {place}. Land {i} trades in salt and wool. "
+                                           f"Its river is the {place}water, which floods in spring.")
+        rows.append({"question": f"What is the capital of Land {i}?", "answers": [place],
+                     "gold_sources": [f"docs/land{i}.txt"]})
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    monkeypatch.chdir(tmp_path)
+    env = {"RAGTUNE_EMBEDDER__MODEL": str(tiny_embedder_dir), "RAGTUNE_GENERATOR__MODEL": str(tiny_lm_dir),
+           "RAGTUNE_RAG__MIN_RELEVANCE": "-1", "RAGTUNE_FINETUNE__MAX_STEPS": "2",
+           "RAGTUNE_CHOOSE__K": "[2, 3]", "RAGTUNE_CHOOSE__CONTEXT_SENTENCES": "[0]"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return tmp_path, env
+
+
+def _cli():
+    from ragtune.cli.main import _register, app
+
+    _register()
+    return app
+
+
+def test_split_keeps_dev_and_test_apart_and_uses_declared_splits():
+    items = [QAItem(str(i), f"q{i}?", ["a"]) for i in range(100)]
+    s = split_questions(QASet("x", items), Settings())
+    assert len(s.dev) == 15 and len(s.test) == 85 and not {i.id for i in s.dev} & {i.id for i in s.test}
+    assert split_questions(QASet("x", items), Settings()).dev == s.dev  # seeded
+    for i, it in enumerate(items):
+        it.metadata["split"] = ["train", "validation", "test"][i % 3]
+    declared = split_questions(QASet("x", items), Settings())
+    assert {it.metadata["split"] for it in declared.test} == {"test"} and len(declared.train) == 34
+    assert answer_cap([QAItem("1", "q", ["Zembla"])]) == 24
+    assert answer_cap([QAItem("1", "q", ["x" * 400])]) == 168  # 101 tokens * 1.5 + 16
+
+
+def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff):
+    tmp, _ = bakeoff
+    result = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice", "--set",
+                                         "knowledge_change=daily"])
+    assert result.exit_code == 0, result.output
+    out = tmp / "choice"
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["variants"]) == ["base", "rag", "finetuned", "finetuned+rag", "raft"]
+    assert results["qa"]["n"] == 14  # 20 questions - 6 for tuning (a third at most)
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["recommendation"] in ("rag", "finetune", "both", "raft", "base", "inconclusive")
+    assert results["advice"] == advice and (out / "index.html").is_file()
+    choose = results["choose"]
+    assert choose["train_data"]["synthetic"] and choose["train_data"]["examples"] > 0
+    assert [(t["k"], t["context_sentences"]) for t in choose["tune"]["trials"]] == [(2, 0), (3, 0)]
+    toml = (out / "kb" / "ragtune.toml").read_text()
+    assert f"k = {choose['tune']['chosen']['retrieval.k']}" in toml and "max_new_tokens = 24" in toml
+    assert results["settings"]["retrieval"]["k"] == choose["tune"]["chosen"]["retrieval.k"]
+    tune_ids = {json.loads(line)["id"] for line in (out / "tune" / "k2-s0" / "predictions.jsonl").open()}
+    test_ids = {json.loads(line)["id"] for line in (out / "predictions.jsonl").open()}
+    assert tune_ids and test_ids and not tune_ids & test_ids
+    again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice"])
+    assert again.exit_code == 0 and again.output.count("done earlier") == 6, again.output
+
+
+def test_a_set_value_is_kept_not_tuned_and_a_bad_metric_stops_before_any_model(bakeoff):
+    tmp, _ = bakeoff
+    bad = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "c2", "--metric", "call"])
+    assert bad.exit_code != 0 and "does not score 1 against itself" in str(bad.exception)
+    assert not (tmp / "c2" / "finetuned").exists()
+
+
+def test_killed_mid_run_resumes_without_redoing_finished_training(bakeoff):
+    tmp, env = bakeoff
+    cmd = [sys.executable, "-m", "ragtune.cli.main", "choose", "docs", "qa.jsonl", "--out", "killed"]
+    proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = tmp / "killed" / "choose.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and "finetune" in json.loads(state.read_text() or "{}"):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    report = tmp / "killed" / "finetuned" / "training_report.json"
+    assert report.is_file()
+    stamp = report.stat().st_mtime
+    done = subprocess.run(cmd, cwd=tmp, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert report.stat().st_mtime == stamp  # finished training was not redone
+    assert "finetune: done earlier" in done.stderr
+    assert len(json.loads((tmp / "killed" / "results.json").read_text())["variants"]) == 5
+
+
+def test_report_shows_the_verdict_and_how_it_was_chosen():
+    from ragtune.evaluate.report import _choice
+
+    results = {"advice": {"recommendation": "rag", "reasons": ["rag f1 0.4 vs base 0.1: a clear gain"]},
+               "choose": {"split": {"dev": 8, "test": 80, "seed": 0},
+                          "train_data": {"origin": "synthetic (extractive, from DOCS)", "examples": 90,
+                                         "synthetic": True, "dropped_as_test_questions": 1},
+                          "tune": {"why": "best RAG f1 on 8 dev questions", "chosen": {"retrieval.k": 3},
+                                   "trials": [{"k": 3, "context_sentences": 0, "score": 0.4, "latency_p50": 1.0}]}}}
+    page = "".join(_choice(results))
+    assert "Recommendation: rag" in page and "a clear gain" in page and "synthetic: questions generated" in page
+    assert "8 dev questions (tuning only)" in page and "<td class=l>3</td>" in page and "0.400" in page

@@ -1,0 +1,139 @@
+"""RAFT data: the training prompt is the inference prompt, the gold share and distractor count hold, no gold
+passage is ever a distractor, and the target cites the gold passage."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ragtune.config import Settings
+from ragtune.finetune.data import Example
+from ragtune.finetune.raft import holds_answer, raft_examples
+from ragtune.rag import RAG
+from ragtune.types import Hit
+
+WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "jasper", "kelp",
+         "lagoon", "marble", "nectar", "onyx", "pumice", "quartz", "russet", "sienna", "topaz"]
+
+
+class WordKB:
+    """In-memory retriever: passages ranked by shared words with the query, filtered by source."""
+
+    def __init__(self, n: int):
+        self.hits = [Hit(f"The code of item {i} is {WORDS[i % len(WORDS)]}{i}. Items are stored in hall {i % 3}.",
+                         f"doc{i}.txt", 0.0, f"c{i}", {"dense_score": 0.5}) for i in range(n)]
+        self.settings = Settings()
+
+    def search(self, query, k=5, where=None):
+        words = set(re.findall(r"\w+", query.lower()))
+        pool = [h for h in self.hits if not where or h.source == where["source"]]
+        ranked = sorted(pool, key=lambda h: (-len(words & set(re.findall(r"\w+", h.text.lower()))), h.id))
+        return ranked[:k]
+
+
+def _examples(n: int, with_source: bool = True) -> list[Example]:
+    return [Example(messages=[{"role": "user", "content": f"What is the code of item {i}?"},
+                              {"role": "assistant", "content": f"{WORDS[i % len(WORDS)]}{i}"}],
+                    source="qa.jsonl", line=i + 1, gold_source=f"doc{i}.txt" if with_source else None)
+            for i in range(n)]
+
+
+def _settings(**raft) -> Settings:
+    s = Settings()
+    for key, value in raft.items():
+        setattr(s.raft, key, value)
+    return s
+
+
+def _passages(prompt: str) -> list[str]:
+    body = prompt.split("<passages>\n", 1)[1].split("\n</passages>", 1)[0]
+    return [p.split("] ", 1)[1] for p in body.split("\n\n")]
+
+
+def test_training_prompt_is_byte_identical_to_the_inference_prompt():
+    kb = WordKB(30)
+    examples, _ = raft_examples(_examples(10), kb, _settings(distractors=3, gold_share=1.0))
+    by_text = {h.text: h for h in kb.hits}
+    for ex in examples:
+        shown = [by_text[t] for t in _passages(ex.messages[1]["content"])]
+
+        class Fixed:  # a retriever that returns exactly these passages, in this order
+            def search(self, query, k=5, where=None):
+                return shown
+
+        question = ex.messages[1]["content"].rsplit("Question: ", 1)[1]
+        assert RAG(Fixed(), None, Settings()).prepare(question).messages == ex.messages[:-1]
+
+
+def test_gold_share_and_distractor_count_hold_over_a_seeded_set():
+    examples, stats = raft_examples(_examples(200), WordKB(200), _settings(distractors=4, gold_share=0.8))
+    with_gold = [ex for ex in examples if re.search(r"\[\d\]$", ex.messages[-1]["content"])]
+    assert 0.72 <= len(with_gold) / 200 <= 0.88
+    assert stats.gold_in_prompt == len(with_gold) and stats.gold_found == stats.gold_by_source == 200
+    for ex in examples:
+        n_passages = len(_passages(ex.messages[1]["content"]))
+        assert n_passages == (5 if ex in with_gold else 4)
+    again, _ = raft_examples(_examples(200), WordKB(200), _settings(distractors=4, gold_share=0.8))
+    assert [e.messages for e in again] == [e.messages for e in examples]  # seeded: a resumed run rebuilds the same
+
+
+@pytest.mark.parametrize("with_source", [True, False])
+def test_no_gold_passage_is_ever_a_distractor_and_the_target_cites_the_gold(with_source):
+    examples, stats = raft_examples(_examples(40, with_source), WordKB(40), _settings(distractors=3, gold_share=0.5))
+    assert stats.gold_found == 40
+    for ex in examples:
+        answer = ex.messages[-1]["content"]
+        gold = answer.split(" [")[0]
+        passages = _passages(ex.messages[1]["content"])
+        cited = re.findall(r"\[(\d)\]$", answer)
+        holders = [i for i, p in enumerate(passages, 1) if holds_answer(p, gold)]
+        assert holders == ([int(cited[0])] if cited else [])  # only the cited passage holds the answer
+
+
+def test_reasoning_target_quotes_the_supporting_sentence():
+    examples, _ = raft_examples(_examples(5), WordKB(10), _settings(distractors=2, gold_share=1.0, reasoning=True))
+    target = examples[0].messages[-1]["content"]
+    assert re.fullmatch(r'\[(\d)\] says: "The code of item 0 is amber0\."\nAnswer: amber0 \[\1\]', target), target
+
+
+def test_a_task_instruction_rides_into_the_rag_system_prompt():
+    ex = [Example(messages=[{"role": "system", "content": "Answer with the code only."},
+                            {"role": "user", "content": "What is the code of item 1?"},
+                            {"role": "assistant", "content": "basalt1"}], gold_source="doc1.txt")]
+    out, _ = raft_examples(ex, WordKB(5), _settings(distractors=1, gold_share=1.0))
+    assert out[0].messages[0]["content"].startswith("Answer with the code only.\nAnswer the question using only")
+
+
+def test_cli_finetune_raft_trains_on_rag_prompts_and_data_check_counts_gold(tiny_embedder_dir, tiny_lm_dir, tmp_path,
+                                                                            monkeypatch):
+    """`ragtune data check --kb` and `ragtune finetune --raft --kb` end to end, with tiny models built in code."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli.main import _register, app
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    _register()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGTUNE_EMBEDDER__MODEL", str(tiny_embedder_dir))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, word in enumerate(WORDS[:6]):
+        (docs / f"item{i}.txt").write_text(f"The code of item {i} is {word}. Item {i} is kept in hall {i % 2}.")
+    KnowledgeBase(tmp_path / "kb").add([docs])
+    rows = [{"question": f"What is the code of item {i}?", "answer": w} for i, w in enumerate(WORDS[:6])]
+    rows.append({"question": "What colour is the sky?", "answer": "blue"})  # no passage holds it
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    runner = CliRunner()
+    check = runner.invoke(app, ["data", "check", "qa.jsonl", "--kb", "kb", "--no-tokens", "--json"])
+    raft = json.loads(check.output)["stats"]["raft"]
+    assert (raft["with_gold_passage"], raft["by_answer_text"], raft["without"]) == (6, 6, ["qa.jsonl:7"])
+    result = runner.invoke(app, ["finetune", "qa.jsonl", "--raft", "--kb", "kb", "--model", str(tiny_lm_dir),
+                                 "--distractors", "2", "--gold-share", "1", "--max-steps", "1", "--out", "ft"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ft" / "raft.json").read_text())["gold_in_prompt"] == 6
+    assert (tmp_path / "ft" / "adapter_config.json").is_file()
+    no_kb = runner.invoke(app, ["finetune", "qa.jsonl", "--raft", "--model", str(tiny_lm_dir), "--out", "ft2"])
+    assert no_kb.exit_code != 0 and "--raft needs --kb" in str(no_kb.exception or no_kb.output)
