@@ -168,9 +168,12 @@ class Choice:
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
             raise InputError(f"{origin}: no training example left that is not a test question")
-        self.train_examples = kept
-        self._done("train_data", origin=origin, examples=len(kept), dropped_as_test_questions=len(examples) - len(kept),
-                   synthetic=origin.startswith("synthetic"))
+        budget = self.settings.choose.max_train_examples
+        sampled = sorted(random.Random(self.settings.choose.seed).sample(range(len(kept)), budget)) \
+            if len(kept) > budget else range(len(kept))
+        self.train_examples = [kept[i] for i in sampled]
+        self._done("train_data", origin=origin, examples=len(self.train_examples), available=len(kept),
+                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"))
 
     def stage_tune(self) -> None:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev

@@ -163,10 +163,14 @@ def _choice(results: dict) -> list[str]:
     if not c:
         return parts
     data, split, tune = c.get("train_data", {}), c.get("split", {}), c.get("tune", {})
+    available = data.get("available", 0)
+    sampled = (f" (a seeded sample of {available}: choose.max_train_examples)"
+               if available > data.get("examples", available) else "")
     parts += ["<h2>How this was chosen</h2>",
               f"<p>{split.get('dev', '?')} dev questions (tuning only) and {split.get('test', '?')} test questions "
               f"(the scores above), split with seed {split.get('seed', 0)}. Training data: "
               f"<b>{html.escape(str(data.get('origin', '?')))}</b>, {data.get('examples', '?')} examples"
+              f"{sampled}"
               f"{' (synthetic: questions generated from the documents)' if data.get('synthetic') else ''}; "
               f"{data.get('dropped_as_test_questions', 0)} dropped for repeating a test question.</p>"]
     if tune.get("trials"):
