@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ragtune.atomic import atomic_write
 from ragtune.config import FinetuneSettings, Settings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
@@ -287,9 +288,8 @@ class FineTuner:
             if acc.is_main_process:
                 best = run.ckpt_dir / "best"
                 best.mkdir(parents=True, exist_ok=True)
-                tmp = best / "trainable.safetensors.tmp"
-                save_file(checkpoint.trainable_state(acc.unwrap_model(run.model)), str(tmp))
-                tmp.replace(best / "trainable.safetensors")
+                atomic_write(best / "trainable.safetensors",
+                             save(checkpoint.trainable_state(acc.unwrap_model(run.model))))
         else:
             st.bad_evals += 1
             if s.patience and st.bad_evals >= s.patience:
