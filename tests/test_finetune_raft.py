@@ -110,6 +110,35 @@ def test_no_gold_passage_is_ever_a_distractor_and_the_target_cites_the_gold(with
         assert holders == ([int(cited[0])] if cited else [])  # only the cited passage holds the answer
 
 
+def test_unset_distractors_give_a_prompt_as_many_passages_as_an_answer():
+    """raft.distractors unset: retrieval.k - 1 distractors, so with the gold the prompt holds k passages."""
+    for k in (2, 4):
+        settings = _whole_passages(gold_share=1.0)
+        settings.retrieval.k = k
+        assert settings.raft.distractors is None
+        examples, stats = raft_examples(_examples(12), WordKB(30), settings)
+        assert {len(_passages(ex.messages[1]["content"])) for ex in examples} == {k}
+        assert stats.distractors == 12 * (k - 1)
+
+
+def test_training_length_holds_the_longest_rag_prompt_whole(tiny_lm_dir):
+    """RAFT prompts are longer than a plain fine-tune's limit: `seq_tokens` raises it so no answer token is cut."""
+    from transformers import AutoTokenizer
+
+    from ragtune.finetune.encode import encode_examples
+    from ragtune.finetune.raft import seq_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    examples, _ = raft_examples(_examples(20), WordKB(40), _whole_passages(distractors=6, gold_share=1.0))
+    cut, stats = encode_examples(tok, examples, 48)
+    assert stats["truncated"] == 20  # at the old limit every example loses its answer's end
+    length = seq_tokens(examples, tok, 48)
+    whole, stats = encode_examples(tok, examples, length)
+    assert length > 48 and stats == {"truncated": 0, "no_answer": 0} and len(whole) == 20
+    assert all(e.labels[-1] != -100 for e in whole)  # the answer, to its last token, carries the loss
+    assert seq_tokens(examples, tok, 10 ** 5) == 10 ** 5  # never below the configured floor
+
+
 def test_reasoning_target_quotes_the_supporting_sentence():
     examples, _ = raft_examples(_examples(5), WordKB(10), _whole_passages(distractors=2, gold_share=1.0, reasoning=True))
     target = examples[0].messages[-1]["content"]

@@ -129,7 +129,9 @@ class FinetuneSettings(Section):
 class RaftSettings(Section):
     """RAFT (`ragtune finetune --raft`): train on the RAG prompt, the gold passage among hard distractors."""
 
-    distractors: int = Field(4, ge=0)  # retrieved passages that do not hold the answer, per training prompt
+    # retrieved passages that do not hold the answer, per training prompt; None: retrieval.k - 1, so a training
+    # prompt holds as many passages as an answer's (and context compression keeps the gold as often)
+    distractors: int | None = Field(None, ge=0)
     gold_share: float = Field(0.8, ge=0.0, le=1.0)  # share of prompts with the gold passage (RAFT's P)
     reasoning: bool = False  # the target quotes the supporting sentence before the answer
     candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors

@@ -111,7 +111,7 @@ def finetune_cmd(
     raft: bool = typer.Option(False, "--raft", help="RAFT: train on RAG prompts, the gold passage among "
                               "distractors retrieved from --kb"),
     distractors: Optional[int] = typer.Option(None, "--distractors", help="distractor passages per prompt "
-                                              "(default: raft.distractors)"),
+                                              "(default: raft.distractors, else retrieval.k - 1)"),
     gold_share: Optional[float] = typer.Option(None, "--gold-share", help="share of prompts holding the gold "
                                                "passage (default: raft.gold_share)"),
     reasoning: Optional[bool] = typer.Option(None, "--reasoning/--no-reasoning", help="quote the supporting "
@@ -142,7 +142,8 @@ def finetune_cmd(
     if raft:
         from ragtune.finetune.raft import raft_dataset
 
-        train, held_out = raft_dataset(dataset, validation, kb, model, settings, out)
+        train, held_out, length = raft_dataset(dataset, validation, kb, model, settings, out)
+        overrides.setdefault("max_seq_tokens", length)  # RAFT prompts whole, unless --max-seq-tokens says otherwise
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,
                        **overrides).fit(train, held_out, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.atomic import atomic_write_json
-from ragtune.config import CONFIG_FILE, Settings, load_settings, save_overrides
+from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate.metrics import normalize
 from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa
@@ -205,18 +205,25 @@ class Choice:
                        "length (1.5 x p90 + 16 tokens)")
 
     def stage_finetune(self) -> None:
-        self._train(self.out / "finetuned", self.train_examples, "finetune")
+        self._train(self.out / "finetuned", self.train_examples, "finetune", self.settings.finetune)
 
     def stage_raft(self) -> None:
         from ragtune.finetune.base import load_tokenizer
-        from ragtune.finetune.raft import raft_examples
+        from ragtune.finetune.raft import distractor_count, raft_examples, seq_tokens
 
         tokenizer = load_tokenizer(self.model)
-        examples, stats = raft_examples(self.train_examples, self.kb, self._settings(),
+        settings = self._settings()
+        examples, stats = raft_examples(self.train_examples, self.kb, settings,
                                         lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
                                         seed=self.settings.finetune.seed)
-        self.say(f"  RAFT data: {stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage")
-        self._train(self.out / "raft", examples, "raft", raft=stats.to_json())
+        finetune = self.settings.finetune
+        if not _given(self.overrides, "finetune.max_seq_tokens"):  # the prompts whole, as at answer time
+            finetune = finetune.model_copy(update={"max_seq_tokens": seq_tokens(examples, tokenizer,
+                                                                                finetune.max_seq_tokens)})
+        self.say(f"  RAFT data: {stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
+                 f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens")
+        self._train(self.out / "raft", examples, "raft", finetune, raft=stats.to_json(),
+                    max_seq_tokens=finetune.max_seq_tokens)
 
     def stage_evaluate(self) -> None:
         """Every contestant on the held-out test part, then `advise` on that evidence and the constraints."""
@@ -251,13 +258,16 @@ class Choice:
         folder = self.out / name
         return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
 
-    def _train(self, folder: Path, examples: list[Example], stage: str, **extra: Any) -> None:
+    def _train(self, folder: Path, examples: list[Example], stage: str, settings: FinetuneSettings,
+               **extra: Any) -> None:
         from ragtune.finetune.train import FineTuner
 
         if not (folder / "training_report.json").is_file():
             resume = (folder / "checkpoints").is_dir()
-            FineTuner(self.model, settings=self.settings.finetune).fit(examples, None, folder, resume=resume)
+            FineTuner(self.model, settings=settings).fit(examples, None, folder, resume=resume)
         report = json.loads((folder / "training_report.json").read_text())
+        for warning in report.get("warnings") or []:
+            self.say(f"  warning ({stage}): {warning}")
         self._done(stage, folder=str(folder), examples=len(examples), **extra,
                    **{k: report.get(k) for k in ("steps", "stopped_early", "warnings") if k in report})
 

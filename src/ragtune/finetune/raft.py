@@ -75,15 +75,16 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
                   ) -> tuple[list[Example], RaftStats]:
     """RAFT training examples from question/answer examples; seeded, so a resumed run rebuilds the same data."""
     opts: RaftSettings = settings.raft
+    n_distractors = distractor_count(settings)
     rng = random.Random(seed)
     stats = RaftStats()
     out = []
     for example in examples:
         question, instruction = question_of(example)
-        gold, hits = find_gold(example, question, retriever, max(opts.candidates, opts.distractors + 1))
+        gold, hits = find_gold(example, question, retriever, max(opts.candidates, n_distractors + 1))
         gold_source = gold.source if gold else example.gold_source
         distractors = [h for h in hits if h.source != gold_source and not holds_answer(h.text, example.answer)]
-        passages = distractors[:opts.distractors]
+        passages = distractors[:n_distractors]
         with_gold = gold is not None and rng.random() < opts.gold_share
         if gold is not None and with_gold:
             passages.insert(rng.randrange(len(passages) + 1), gold)
@@ -102,6 +103,23 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
     return out, stats
 
 
+def distractor_count(settings: Settings) -> int:
+    """``raft.distractors``, or when unset ``retrieval.k - 1``: the training prompt then holds as many passages
+    as the prompt the model will answer. With more passages than that, context compression keeps the gold
+    passage's sentences less often (on 80 tfhub-apibench prompts: 27 held it with 4 distractors, 50 with 2)."""
+    return settings.raft.distractors if settings.raft.distractors is not None else max(settings.retrieval.k - 1, 0)
+
+
+def seq_tokens(examples: list[Example], tokenizer: Any, floor: int) -> int:
+    """The ``finetune.max_seq_tokens`` RAFT trains with: at least ``floor``, and enough for its longest example
+    whole. RAFT prompts are answer-time prompts (up to ``rag.max_context_tokens``); cut to a plain fine-tune's
+    limit they would lose their answer tokens and teach nothing."""
+    from ragtune.finetune.encode import encode_chat, ensure_chat_template
+
+    ensure_chat_template(tokenizer)
+    return max([floor] + [len(encode_chat(tokenizer, e.messages, 10 ** 9).input_ids) for e in examples])
+
+
 def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) -> str:
     """The answer, citing the gold passage when it is in the prompt; with ``reasoning`` the supporting sentence
     is quoted first (RAFT's chain-of-thought answers)."""
@@ -115,9 +133,10 @@ def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) 
 
 
 def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | Path | None, model: str,
-                 settings: Settings, out: str | Path) -> tuple[list[Example], list[Example] | None]:
+                 settings: Settings, out: str | Path) -> tuple[list[Example], list[Example] | None, int]:
     """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file), built with the
-    knowledge base's retriever and counted with the model's tokenizer; ``out/raft.json`` records what was found."""
+    knowledge base's retriever and counted with the model's tokenizer, and the ``max_seq_tokens`` that holds
+    them whole (`seq_tokens`); ``out/raft.json`` records what was found."""
     from ragtune.atomic import atomic_write_json
     from ragtune.finetune.base import load_tokenizer
     from ragtune.finetune.data import load_examples
@@ -140,12 +159,14 @@ def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | P
         raise InputError(f"{dataset}: no example's answer was found in a passage of {kb}; RAFT needs the "
                          "documents that hold the answers (give each row a 'source', or ingest the documents)")
     Path(out).mkdir(parents=True, exist_ok=True)
+    length = seq_tokens(train + (val or []), tokenizer, settings.finetune.max_seq_tokens)
     atomic_write_json(Path(out) / "raft.json", {"kb": str(kb), "settings": settings.raft.model_dump(),
-                                                 **stats.to_json()})
+                                                 "distractors_per_prompt": distractor_count(settings),
+                                                 "max_seq_tokens": length, **stats.to_json()})
     print(f"RAFT: {stats.gold_found} of {stats.examples} examples have a gold passage "
           f"({stats.gold_by_source} by their source), {stats.gold_in_prompt} prompts hold it, "
-          f"{stats.distractors} distractors", file=sys.stderr)
-    return train, val
+          f"{stats.distractors} distractors; longest example {length} tokens", file=sys.stderr)
+    return train, val, length
 
 
 def gold_coverage(examples: list[Example], retriever: Retriever, settings: Settings) -> dict[str, Any]:
