@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.config import Settings
-from ragtune.evaluate.choose import answer_cap, split_questions
+from ragtune.evaluate.choose import answer_cap, best_trial, reach, split_questions
 from ragtune.evaluate.qa import QAItem, QASet
 
 PLACES = ["Zembla", "Quorra", "Morbek", "Tarkin", "Velmora", "Ostrava", "Kelpie", "Brindle", "Castor", "Dunmore",
@@ -61,8 +61,38 @@ def test_split_keeps_dev_and_test_apart_and_uses_declared_splits():
     assert answer_cap([QAItem("1", "q", ["x" * 400])]) == 168  # 101 tokens * 1.5 + 16
 
 
-def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff):
+def test_reach_counts_prompts_holding_the_answer_and_never_an_abstained_one(tmp_path):
+    def row(answer, hits, abstained=False, gold=()):
+        return json.dumps({"answers": [answer], "gold_sources": list(gold), "scores": {"abstained": abstained},
+                           "hits": [{"source": s, "text": t} for s, t in hits]})
+
+    log = tmp_path / "predictions.jsonl"
+    log.write_text("\n".join([
+        row("Zembla", [("a.txt", "The capital is Zembla.")]),  # the answer's text is in a passage
+        row("Quorra", [("b.txt", "Nothing here.")], gold=["b.txt"]),  # the gold source is in the prompt
+        row("Morbek", [("c.txt", "The capital is Morbek.")], abstained=True),  # turned away: no prompt at all
+        row("Tarkin", [("d.txt", "Other words.")]),
+    ]) + "\n")
+    assert reach(log) == 0.5
+
+
+def test_tuning_prefers_the_score_then_reach_then_the_shorter_prompt_then_the_configured_gate():
+    def t(k, s, gate, score, within):
+        return {"k": k, "context_sentences": s, "min_relevance": gate, "score": score, "reach": within}
+
+    # a base model that scores 0 everywhere (a narrow task): the gate that turns fewer answers away wins
+    tied = [t(3, 3, 0.25, 0.0, 0.5), t(5, 3, 0.25, 0.0, 0.5), t(3, 3, 0.0, 0.0, 0.7)]
+    assert best_trial(tied, 0.25) == tied[2]
+    # equal reach: the configured gate and the shorter prompt
+    even = [t(5, 0, 0.25, 0.1, 0.6), t(3, 3, 0.25, 0.1, 0.6), t(3, 3, 0.0, 0.1, 0.6)]
+    assert best_trial(even, 0.25) == even[1]
+    # a better score wins whatever its reach (abstaining on unanswerable questions can score)
+    assert best_trial([t(3, 3, 0.25, 0.3, 0.4), t(3, 3, 0.0, 0.2, 0.9)], 0.25)["min_relevance"] == 0.25
+
+
+def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypatch):
     tmp, _ = bakeoff
+    monkeypatch.delenv("RAGTUNE_RAG__MIN_RELEVANCE")  # the default gate: tuning also tries it off
     result = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice", "--set",
                                          "knowledge_change=daily"])
     assert result.exit_code == 0, result.output
@@ -75,9 +105,15 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff):
     assert results["advice"] == advice and (out / "index.html").is_file()
     choose = results["choose"]
     assert choose["train_data"]["synthetic"] and choose["train_data"]["examples"] > 0
-    assert [(t["k"], t["context_sentences"]) for t in choose["tune"]["trials"]] == [(2, 0), (3, 0)]
+    trials = choose["tune"]["trials"]
+    assert [(t["k"], t["context_sentences"], t["min_relevance"]) for t in trials[:2]] == [(2, 0, 0.25), (3, 0, 0.25)]
+    assert trials[2]["min_relevance"] == 0.0 and (trials[2]["k"], trials[2]["context_sentences"]) in [(2, 0), (3, 0)]
+    assert all(0.0 <= t["reach"] <= 1.0 for t in trials) and (out / "tune" / f"k{trials[2]['k']}-s0-ungated").is_dir()
+    chosen = choose["tune"]["chosen"]
     toml = (out / "kb" / "ragtune.toml").read_text()
-    assert f"k = {choose['tune']['chosen']['retrieval.k']}" in toml and "max_new_tokens = 24" in toml
+    assert f"k = {chosen['retrieval.k']}" in toml and "max_new_tokens = 24" in toml
+    assert f"min_relevance = {chosen['rag.min_relevance']}" in toml
+    assert results["settings"]["rag"]["min_relevance"] == chosen["rag.min_relevance"]
     assert results["settings"]["retrieval"]["k"] == choose["tune"]["chosen"]["retrieval.k"]
     tune_ids = {json.loads(line)["id"] for line in (out / "tune" / "k2-s0" / "predictions.jsonl").open()}
     test_ids = {json.loads(line)["id"] for line in (out / "predictions.jsonl").open()}

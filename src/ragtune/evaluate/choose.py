@@ -63,6 +63,25 @@ def answer_cap(items: list[QAItem]) -> int:
     return max(24, min(256, round(1.5 * p90) + 16))
 
 
+def reach(predictions: Path) -> float:
+    """The share of logged answers whose prompt held a passage with the answer (a gold source, or a passage
+    containing a gold answer); an abstained answer had none. Model-free evidence for tuning when the scores
+    cannot separate the candidates (a base model that scores 0 on a narrow task everywhere)."""
+    from ragtune.evaluate import metrics as M
+
+    rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    held = [not r["scores"].get("abstained") and any(h["source"] in r["gold_sources"] or M.contains(h["text"],
+                                                     r["answers"]) for h in r["hits"]) for r in rows]
+    return sum(held) / len(held) if held else 0.0
+
+
+def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
+    """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
+    configured relevance gate."""
+    return max(trials, key=lambda t: (round(t["score"], 6), round(t["reach"], 6), -t["k"],
+                                      -(t["context_sentences"] or 99), t["min_relevance"] == gate))
+
+
 def examples_from(items: list[QAItem], instruction: str | None, source: str) -> list[Example]:
     """Closed-book training examples in the exact prompt the fine-tuned model will be asked with."""
     return [Example(messages=closed_book_messages(it.question, instruction)
@@ -177,32 +196,43 @@ class Choice:
 
     def stage_tune(self) -> None:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
-        questions with RAG; the best headline score wins, ties going to the shorter prompt."""
+        questions with RAG; then, at the best of them, the same with the relevance gate off (never abstain).
+        The best headline score wins; ties go to the setting that keeps more answers within the prompt's reach
+        (`reach`), then to the shorter prompt and the default gate."""
         from ragtune.evaluate.runner import evaluate
 
         c = self.settings.choose
         cap = answer_cap(self.split.dev + self.split.test) if not _given(self.overrides, "generator.max_new_tokens") \
             else self.settings.generator.max_new_tokens
         dev = QASet(self.qa.name, self.split.dev, [], self.qa.metric, self.qa.system)
-        trials = []
-        ks = [self.settings.retrieval.k] if _given(self.overrides, "retrieval.k") else c.k
+        gate = self.settings.rag.min_relevance
+
+        def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
+            settings = self.settings.model_copy(deep=True)
+            settings.retrieval.k, settings.rag.context_sentences, settings.generator.max_new_tokens = k, sentences, cap
+            settings.rag.min_relevance = min_relevance
+            folder = self.out / "tune" / f"k{k}-s{sentences}{'' if min_relevance == gate else '-ungated'}"
+            res = evaluate(dev, kb=self.kb, model=self.model, out=folder, settings=settings, variants=["rag"],
+                           report=False)
+            return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance,
+                    "score": res["variants"]["rag"]["score"], "reach": reach(folder / "predictions.jsonl"),
+                    "latency_p50": res["variants"]["rag"]["latency_s"]["p50"]}
+
+        ks = [self.settings.retrieval.k] if _given(self.overrides, "retrieval.k") else c.k  # a value set is not tuned
         compress = ([self.settings.rag.context_sentences] if _given(self.overrides, "rag.context_sentences")
                     else c.context_sentences)
-        for k in ks:  # a value the user set is not tuned
-            for sentences in compress:
-                trial = self.settings.model_copy(deep=True)
-                trial.retrieval.k, trial.rag.context_sentences, trial.generator.max_new_tokens = k, sentences, cap
-                res = evaluate(dev, kb=self.kb, model=self.model, out=self.out / "tune" / f"k{k}-s{sentences}",
-                               settings=trial, variants=["rag"], report=False)
-                trials.append({"k": k, "context_sentences": sentences, "score": res["variants"]["rag"]["score"],
-                               "latency_p50": res["variants"]["rag"]["latency_s"]["p50"]})
-        best = max(trials, key=lambda t: (round(t["score"], 6), -t["k"], -(t["context_sentences"] or 99)))
+        trials = [trial(k, sentences, gate) for k in ks for sentences in compress]
+        best = best_trial(trials, gate)
+        if not _given(self.overrides, "rag.min_relevance") and gate > 0:
+            trials.append(trial(best["k"], best["context_sentences"], 0.0))
+            best = best_trial(trials, gate)
         chosen = {"retrieval.k": best["k"], "rag.context_sentences": best["context_sentences"],
-                  "generator.max_new_tokens": cap}
+                  "rag.min_relevance": best["min_relevance"], "generator.max_new_tokens": cap}
         save_overrides(self.kb_dir / CONFIG_FILE, chosen)
         self._done("tune", trials=trials, chosen=chosen, dev_questions=len(dev.items),
-                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions; answer cap from the gold answers' "
-                       "length (1.5 x p90 + 16 tokens)")
+                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions, ties going to more answers within "
+                       "the prompt's reach, then the shorter prompt; answer cap from the gold answers' length "
+                       "(1.5 x p90 + 16 tokens)")
 
     def stage_finetune(self) -> None:
         self._train(self.out / "finetuned", self.train_examples, "finetune", self.settings.finetune)
