@@ -135,3 +135,14 @@ def test_scores_all_near_zero_give_no_recommendation_but_what_to_change():
     rec = advise({"knowledge_change": "daily"}, flat)
     assert rec.recommendation == "inconclusive"
     assert "cannot separate" in rec.reasons[0] and "--metric" in rec.reasons[0] and rec.to_measure
+
+
+def test_raft_tied_with_a_better_contestant_is_not_called_the_best():
+    tied = results({"base": 0.0, "rag": 0.0, "finetuned": 0.536, "finetuned+rag": 0.478, "raft": 0.493},
+                   [("finetuned", "base", "a"), ("rag", "finetuned", "b"), ("raft", "finetuned", "tie"),
+                    ("raft", "finetuned+rag", "tie"), ("raft", "rag", "a")],
+                   best="finetuned", tied_with_best=["raft", "finetuned+rag"])
+    texts = [d.text for d in advise({}, tied).details if d.favours == "raft"]
+    assert any("raft scores 0.493, tied with the best, finetuned (0.536" in t for t in texts), texts
+    assert not any("the best of the contestants" in t for t in texts)
+    assert any("the best of the contestants" in d.text for d in advise({}, RAFT_MEASURED).details)

@@ -220,9 +220,9 @@ def raft_reasons(v: dict, comp: Callable[[str, str], dict | None], line: Callabl
     out: list[Reason] = []
     if "raft" in v:
         if best == "raft" or "raft" in tied:
-            out.append(Reason(f"raft scores {_pct(v['raft'].get('score'))}, the best of the contestants"
-                              + (f" (tied with {', '.join(t for t in tied if t != 'raft')})" if best != "raft" else ""),
-                              "raft", 2.0, "evidence:best"))
+            top = "the best of the contestants" if best == "raft" else \
+                f"tied with the best, {best} ({_pct((v.get(best or '') or {}).get('score'))}; paired CI includes 0)"
+            out.append(Reason(f"raft scores {_pct(v['raft'].get('score'))}, {top}", "raft", 2.0, "evidence:best"))
         for other in ("finetuned+rag", "finetuned", "rag"):
             c = comp("raft", other) if other in v else None
             if c and c["verdict"] == "a":
