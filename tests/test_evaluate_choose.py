@@ -63,11 +63,12 @@ def test_split_keeps_dev_and_test_apart_and_uses_declared_splits():
 
 def test_reach_counts_prompts_holding_the_answer_and_never_an_abstained_one(tmp_path):
     def row(answer, hits, abstained=False, gold=()):
-        return json.dumps({"answers": [answer], "gold_sources": list(gold), "scores": {"abstained": abstained},
+        return json.dumps({"setup": "s2", "answers": [answer], "gold_sources": list(gold), "scores": {"abstained": abstained},
                            "hits": [{"source": s, "text": t} for s, t in hits]})
 
     log = tmp_path / "predictions.jsonl"
     log.write_text("\n".join([
+        json.dumps({"setup": "s1", "answers": ["x"], "gold_sources": [], "scores": {}, "hits": []}),  # older settings
         row("Zembla", [("a.txt", "The capital is Zembla.")]),  # the answer's text is in a passage
         row("Quorra", [("b.txt", "Nothing here.")], gold=["b.txt"]),  # the gold source is in the prompt
         row("Morbek", [("c.txt", "The capital is Morbek.")], abstained=True),  # turned away: no prompt at all

@@ -70,6 +70,7 @@ def reach(predictions: Path) -> float:
     from ragtune.evaluate import metrics as M
 
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("setup") == rows[-1].get("setup")]  # a log resumed after a settings change
     held = [not r["scores"].get("abstained") and any(h["source"] in r["gold_sources"] or M.contains(h["text"],
                                                      r["answers"]) for h in r["hits"]) for r in rows]
     return sum(held) / len(held) if held else 0.0
