@@ -67,12 +67,13 @@ def reach(predictions: Path) -> float:
     """The share of logged answers whose prompt held a passage with the answer (a gold source, or a passage
     containing a gold answer); an abstained answer had none. Model-free evidence for tuning when the scores
     cannot separate the candidates (a base model that scores 0 on a narrow task everywhere)."""
-    from ragtune.evaluate import metrics as M
+    from ragtune.evaluate.runner import holds_gold
 
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r.get("setup") == rows[-1].get("setup")]  # a log resumed after a settings change
-    held = [not r["scores"].get("abstained") and any(h["source"] in r["gold_sources"] or M.contains(h["text"],
-                                                     r["answers"]) for h in r["hits"]) for r in rows]
+    held = [not r["scores"].get("abstained")
+            and any(holds_gold(h["source"], h["text"], r["gold_sources"], r["answers"]) for h in r["hits"])
+            for r in rows]
     return sum(held) / len(held) if held else 0.0
 
 

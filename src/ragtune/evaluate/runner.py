@@ -149,10 +149,15 @@ def record(run: EvalRun, variant: str, item: QAItem, answer: Answer, latency: fl
     return rec
 
 
+def holds_gold(source: str, text: str, gold_sources: list[str], answers: list[str]) -> bool:
+    """A passage holds the answer: it comes from a gold source, or it contains a gold answer."""
+    return source in gold_sources or bool(M.contains(text, answers))
+
+
 def self_cited(answer: Answer, item: QAItem) -> float:
-    """1 when the model itself wrote a [n] naming a passage that holds the answer (a gold source, or a passage
-    containing a gold answer); citations ragtune inferred from shared words do not count."""
-    return float(any(not c.inferred and (c.source in item.gold_sources or M.contains(c.text, item.answers))
+    """1 when the model itself wrote a [n] naming a passage that holds the answer (`holds_gold`); citations
+    ragtune inferred from shared words do not count."""
+    return float(any(not c.inferred and holds_gold(c.source, c.text, item.gold_sources, item.answers)
                      for c in answer.citations))
 
 

@@ -111,11 +111,11 @@ def check_examples(examples: list[Example], validation: list[Example] | None = N
         findings.append(Finding("empty", "error", f"{len(empty)} examples have an empty prompt or answer", empty))
     stats: dict[str, Any] = {"format": "raw text" if raw else "chat"}
     if tokenizer is not None and not raw and examples + validation:
-        from ragtune.finetune.encode import encode_chat
+        from ragtune.finetune.encode import chat_length
         from ragtune.models.loading import ensure_chat_template
 
         ensure_chat_template(tokenizer)
-        lengths = [(e, len(encode_chat(tokenizer, e.messages, 10 ** 9).input_ids)) for e in examples + validation]
+        lengths = [(e, chat_length(tokenizer, e.messages)) for e in examples + validation]
         long = [e.where() for e, n in lengths if n > max_tokens]
         counts = [n for _, n in lengths]
         stats["tokens"] = {"mean": round(statistics.mean(counts), 1), "max": max(counts),

@@ -61,6 +61,11 @@ def encode_chat(tokenizer, messages: list[dict[str, str]], max_tokens: int, loss
     return Encoded(ids[:max_tokens], labels[:max_tokens], truncated)
 
 
+def chat_length(tokenizer, messages: list[dict[str, str]]) -> int:
+    """Tokens of a whole conversation as training encodes it (template applied, nothing cut)."""
+    return len(encode_chat(tokenizer, messages, 10 ** 9).input_ids)
+
+
 def encode_text(tokenizer, texts: list[str], max_tokens: int) -> list[Encoded]:
     """Raw documents for continued pre-training: concatenated with EOS and cut into full blocks."""
     stream: list[int] = []

@@ -114,10 +114,10 @@ def seq_tokens(examples: list[Example], tokenizer: Any, floor: int) -> int:
     """The ``finetune.max_seq_tokens`` RAFT trains with: at least ``floor``, and enough for its longest example
     whole. RAFT prompts are answer-time prompts (up to ``rag.max_context_tokens``); cut to a plain fine-tune's
     limit they would lose their answer tokens and teach nothing."""
-    from ragtune.finetune.encode import encode_chat, ensure_chat_template
+    from ragtune.finetune.encode import chat_length, ensure_chat_template
 
     ensure_chat_template(tokenizer)
-    return max([floor] + [len(encode_chat(tokenizer, e.messages, 10 ** 9).input_ids) for e in examples])
+    return max([floor] + [chat_length(tokenizer, e.messages) for e in examples])
 
 
 def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) -> str:
