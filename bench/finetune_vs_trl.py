@@ -3,8 +3,9 @@
     flock /tmp/ragtune-bench.lock python bench/finetune_vs_trl.py [--steps 12] [--rounds 2] [--model smollm2]
 
 Same model (loaded through ragtune.models.loading, fp32 weights), same data (the TF Hub APIBench train split,
-seed 0, first steps x batch examples in the same order for every loop), same LoRA (r 16, alpha 32, dropout
-0.05, the same target modules), AdamW lr 1e-3 with linear decay and no warm-up, batch 8, max length 128, loss
+seed 0, the first steps x batch examples; round r shuffles them and initialises LoRA with seed r, alike for every
+loop), same LoRA (r 16, alpha 32, ragtune's
+default dropout, the same target modules), AdamW lr 1e-3 with linear decay and no warm-up, batch 8, max length 128, loss
 on the answer tokens only, no gradient checkpointing, no evaluation or checkpoints during the timed steps.
 Each loop runs in its own subprocess (peak RSS is its own); rounds are interleaved (peft, TRL, ragtune,
 peft, ...) and the best round of each is kept. tokens/s = non-padding tokens of the trained examples / wall
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -29,8 +31,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "tfhub-apibench"
-LR, BATCH, MAX_LEN, R, ALPHA, DROPOUT, N_VAL = 1e-3, 8, 128, 16, 32, 0.05, 48
+LR, BATCH, MAX_LEN, R, ALPHA, N_VAL = 1e-3, 8, 128, 16, 32, 48
 SIDES = ("peft", "trl", "ragtune")
+
+
+def dropout() -> float:
+    """ragtune's default LoRA dropout, used by every loop (the same hyper-parameters for all three)."""
+    from ragtune.config import FinetuneSettings
+
+    return FinetuneSettings().lora_dropout
 
 
 def splits(steps: int):
@@ -53,13 +62,13 @@ def val_loss(model, tokenizer, val) -> float:
     return mean_loss(model, enc, tokenizer.pad_token_id, Accelerator(cpu=True), BATCH, bf16=False)
 
 
-def run_ragtune(model: str, steps: int, out: Path) -> dict:
+def run_ragtune(model: str, steps: int, out: Path, seed: int) -> dict:
     from ragtune.finetune import finetune
 
     train, val = splits(steps)
     r = finetune(train, model=model, out=out, validation=[], max_steps=steps, min_steps=0, learning_rate=LR,
-                 batch_size=BATCH, max_seq_tokens=MAX_LEN, lora_r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT,
-                 eval_every=10 ** 6, save_every=10 ** 6, warmup_fraction=0.0, epochs=1.0)
+                 batch_size=BATCH, max_seq_tokens=MAX_LEN, lora_r=R, lora_alpha=ALPHA, lora_dropout=dropout(),
+                 eval_every=10 ** 6, save_every=10 ** 6, warmup_fraction=0.0, epochs=1.0, seed=seed)
     return {"tokens": r.report["tokens"], "seconds": r.report["seconds"], "steps": r.steps,
             "val_loss": val_loss(r.model, r.tokenizer, val), "precision": r.report["precision"]}
 
@@ -69,18 +78,18 @@ def _lora(model):
 
     from ragtune.finetune.base import lora_targets
 
-    return LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT, target_modules=lora_targets(model, None),
+    return LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=dropout(), target_modules=lora_targets(model, None),
                       task_type="CAUSAL_LM", bias="none"), get_peft_model
 
 
-def run_peft(model_spec: str, steps: int, out: Path) -> dict:
+def run_peft(model_spec: str, steps: int, out: Path, seed: int) -> dict:
     """The loop a user writes from the peft docs: right-padded batches, labels -100 on prompt and padding."""
     import torch
 
     from ragtune.finetune.encode import IGNORE, encode_examples, ensure_chat_template
     from ragtune.models.loading import load_model_and_tokenizer
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model, tok = load_model_and_tokenizer(model_spec, dtype="float32")
     ensure_chat_template(tok)
     config, get_peft_model = _lora(model)
@@ -88,6 +97,7 @@ def run_peft(model_spec: str, steps: int, out: Path) -> dict:
     model.train()
     train, val = splits(steps)
     enc, _ = encode_examples(tok, train, MAX_LEN)
+    random.Random(seed).shuffle(enc)  # a seeded order, as the Trainer's sampler and ragtune's loop take
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (steps - s) / steps))
     tokens, start = 0, time.perf_counter()
@@ -110,7 +120,7 @@ def run_peft(model_spec: str, steps: int, out: Path) -> dict:
             "precision": "fp32"}
 
 
-def run_trl(model_spec: str, steps: int, out: Path) -> dict:
+def run_trl(model_spec: str, steps: int, out: Path, seed: int) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -122,7 +132,7 @@ def run_trl(model_spec: str, steps: int, out: Path) -> dict:
     rows = [{"prompt": e.messages[:-1], "completion": e.messages[-1:]} for e in train]
     config = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
                        max_length=MAX_LEN, lr_scheduler_type="linear", warmup_steps=0, logging_steps=1,
-                       save_strategy="no", eval_strategy="no", report_to=[], seed=0, use_cpu=True,
+                       save_strategy="no", eval_strategy="no", report_to=[], seed=seed, use_cpu=True,
                        dataloader_num_workers=0, packing=False, completion_only_loss=True, max_grad_norm=1.0,
                        weight_decay=0.0, gradient_checkpointing=False)  # bf16: TRL's default
     peft_config, _ = _lora(model)
@@ -148,7 +158,7 @@ def run_trl(model_spec: str, steps: int, out: Path) -> dict:
 def one(side: str, args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = {"peft": run_peft, "trl": run_trl, "ragtune": run_ragtune}[side]
-        result = run(args.model, args.steps, Path(tmp) / "out")
+        result = run(args.model, args.steps, Path(tmp) / "out", args.seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -159,48 +169,54 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--one", choices=SIDES, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         return one(args.one, args)
     best: dict[str, dict] = {}
+    losses: dict[str, list[float]] = {}  # validation loss per round (seed), per loop
     loads = [os.getloadavg()[0]]
     for rnd in range(args.rounds):
         for side in SIDES:
             proc = subprocess.run([sys.executable, __file__, "--one", side, "--steps", str(args.steps), "--model",
-                                   args.model], capture_output=True, text=True)
+                                   args.model, "--seed", str(rnd)], capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
                 sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
             r = json.loads(line[-1][len("RESULT "):])
             r["tps"] = r["tokens"] / r["seconds"]
             print(rnd, side, r, file=sys.stderr, flush=True)
+            losses.setdefault(side, []).append(r["val_loss"])
             if side not in best or r["tps"] > best[side]["tps"]:
                 best[side] = r
             loads.append(os.getloadavg()[0])
-    report(best, args, loads)
+    report(best, losses, args, loads)
 
 
-def report(best: dict[str, dict], args, loads: list[float]) -> None:
+def report(best: dict[str, dict], losses: dict[str, list[float]], args, loads: list[float]) -> None:
     from _report import append_section
 
     names = {"peft": "plain transformers + peft loop (baseline)", "trl": "TRL SFTTrainer + peft (baseline)",
              "ragtune": "ragtune finetune"}
     rows = "\n".join(f"| {names[s]} | {r['precision']} | {r['steps']} | {r['tokens']:.0f} | {r['seconds']:.1f} | "
-                     f"{r['tps']:.0f} | {r['val_loss']:.4f} | {r['peak_rss_mb']:.0f} |" for s, r in best.items())
+                     f"{r['tps']:.0f} | {sum(losses[s]) / len(losses[s]):.4f} ({', '.join(f'{v:.3f}' for v in losses[s])}) | "
+                     f"{r['peak_rss_mb']:.0f} |" for s, r in best.items())
     ours = best["ragtune"]
     body = f"""
 {args.steps} optimizer steps per loop on the first {args.steps * BATCH} TF Hub APIBench train examples (seed-0
-split), model `{args.model}`, LoRA r {R} / alpha {ALPHA} / dropout {DROPOUT} on the same modules, AdamW lr {LR}
-linear decay, batch {BATCH}, max length {MAX_LEN}, loss on answer tokens only; best of {args.rounds} interleaved
-rounds. Validation loss = mean loss per answer token on {N_VAL} validation examples, one scorer for all.
+split), model `{args.model}`, LoRA r {R} / alpha {ALPHA} / dropout {dropout()} on the same modules, AdamW lr {LR}
+linear decay, batch {BATCH}, max length {MAX_LEN}, loss on answer tokens only; {args.rounds} interleaved rounds,
+round r with seed r (LoRA initialisation and example order) for every loop; tokens/s: the best round.
+Validation loss = mean loss per answer token on {N_VAL} validation examples, one scorer for all: the mean over
+the rounds (each round's value in brackets; the seed moves it by a few hundredths, so compare means).
 
-| loop | precision | steps | tokens | seconds | tokens/s | validation loss | peak RSS MB |
+| loop | precision | steps | tokens | seconds | tokens/s | validation loss, mean (per seed) | peak RSS MB |
 |---|---|---|---|---|---|---|---|
 {rows}
 
 ragtune / plain peft loop: **{ours['tps'] / best['peft']['tps']:.2f}x** tokens/s; ragtune / TRL:
-**{ours['tps'] / best['trl']['tps']:.2f}x**. Shared 2-core machine, other agents' jobs running (1-minute load
-average during the run: {min(loads):.1f}-{max(loads):.1f}); read the ratios.
+**{ours['tps'] / best['trl']['tps']:.2f}x**. 1-minute load average during the run, its own 2 threads included:
+{min(loads):.1f}-{max(loads):.1f} on 2 cores; read the ratios.
 """
     append_section("Fine-tuning throughput: ragtune vs a plain peft loop vs TRL SFTTrainer", body)
 

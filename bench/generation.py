@@ -141,8 +141,8 @@ def main() -> None:
 Model: SmolLM2-135M-Instruct (packaged Q4_1 GGUF, dequantised to float32, then compiled for the engine).
 Prompt: {len(prompt)} tokens (demo question 2 + three sample-kb files); {args.tokens} new tokens, greedy; best of
 {args.rounds} rounds after a warm-up, interleaved. Tokens/s (prompt + new) = (prompt + new tokens) / seconds of the
-whole call. Load average (1 min, 2 cores): {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end —
-other agents shared the CPU, so read the ratios. Not installed here, so not measured: {skipped or 'none'}.
+whole call. Load average (1 min, 2 cores, this run included): {load_start:.1f} at the start,
+{os.getloadavg()[0]:.1f} at the end; read the ratios. Not installed here, so not measured: {skipped or 'none'}.
 
 **Default path vs baseline: {default_ratio:.2f}x per token (prompt + new); target {TARGET}x.**
 

@@ -149,3 +149,24 @@ def test_auto_backend_falls_back_when_the_engine_cannot_compile_a_model(tiny_lm_
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING][0].endswith("instead")
     with pytest.raises(ModelError, match="could not compile"):  # asked for by name: the error stands
         load_generator(str(tiny_lm_dir), backend="onnxruntime-genai")
+
+
+def test_engine_runs_on_every_cpu_this_process_may_use(engine, monkeypatch):
+    # left to itself the engine ran one thread on a 2-core VM (half the speed); the count is passed explicitly
+    import os
+
+    import onnxruntime_genai as og
+
+    assert ort.cpu_threads() == len(os.sched_getaffinity(0))
+    overlays: list[dict] = []
+
+    class Recording(og.Config):
+        def overlay(self, text: str) -> None:
+            overlays.append(json.loads(text))
+            super().overlay(text)
+
+    monkeypatch.setattr(og, "Config", Recording)
+    monkeypatch.setattr(ort, "cpu_threads", lambda: 1)
+    one = ort.OrtGenerator(engine.folder, engine.tokenizer, name="tiny", **FREE)
+    assert overlays == [{"model": {"decoder": {"session_options": {"intra_op_num_threads": 1}}}}]
+    assert _greedy(one) == _greedy(engine)  # one thread or several: the same greedy tokens

@@ -35,7 +35,9 @@ class EmbedderSettings(Section):
     model: str = "all-MiniLM-L6-v2"  # packaged default, a sentence-transformers folder, or an endpoint's model name
     base_url: str | None = None  # for backend="openai"
     api_key_env: str = "OPENAI_API_KEY"
-    batch_size: int = 64
+    # texts per forward pass (or per endpoint request); with MiniLM on CPU 32 beat 64 by 1.2x in bf16 (tighter
+    # padding of the length-sorted batches, BENCHMARKS.md 2026-12-04)
+    batch_size: int = Field(32, ge=1)
     device: str = "cpu"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 weights where the hardware has bf16
 
@@ -104,7 +106,9 @@ class FinetuneSettings(Section):
     max_seq_tokens: int = Field(256, ge=8)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    # 0, as in peft, torchtune and Unsloth: the dropout masks were a quarter of a LoRA step's time on CPU;
+    # without them 1.4x the tokens/s at the same validation loss (BENCHMARKS.md, 2026-12-04)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     eval_every: int | None = Field(None, ge=1)  # steps between validation evaluations (None: 10 per run)
     save_every: int = Field(20, ge=1)  # optimizer steps between resumable checkpoints

@@ -49,6 +49,15 @@ def available() -> bool:
     return importlib.util.find_spec(_MODULE) is not None
 
 
+def cpu_threads() -> int:
+    """The CPUs this process may run on. Passed to the engine explicitly: left to itself, onnxruntime-genai ran
+    one thread on a 2-core VM (prefill of an 836-token prompt 2.24 -> 1.17 s, decode 21.8 -> 39.8 tokens/s)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def engine_version() -> str:
     return importlib.metadata.version(ENGINE)
 
@@ -61,7 +70,10 @@ class OrtGenerator(LocalGenerator):
         import onnxruntime_genai as og
 
         self.folder = Path(folder)
-        self.model = og.Model(str(self.folder))
+        engine_config = og.Config(str(self.folder))
+        threads = {"intra_op_num_threads": cpu_threads()}
+        engine_config.overlay(json.dumps({"model": {"decoder": {"session_options": threads}}}))
+        self.model = og.Model(engine_config)
         config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
         self.context_length = int(config.get("context_length") or 0)
         eos = config.get("eos_token_id")
