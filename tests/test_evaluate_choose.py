@@ -119,6 +119,10 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     tune_ids = {json.loads(line)["id"] for line in (out / "tune" / "k2-s0" / "predictions.jsonl").open()}
     test_ids = {json.loads(line)["id"] for line in (out / "predictions.jsonl").open()}
     assert tune_ids and test_ids and not tune_ids & test_ids
+    # RAFT continued from the fine-tuned model: its adapter names that folder as its base
+    assert choose["raft"]["started_from"] == "finetuned"
+    raft_base = json.loads((out / "raft" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert raft_base == str((out / "finetuned").resolve())
     again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice"])
     assert again.exit_code == 0 and again.output.count("done earlier") == 6, again.output
 

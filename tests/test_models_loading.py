@@ -74,6 +74,33 @@ def test_peft_adapter_loads_its_base_through_the_resolver(tiny_lm_dir, tmp_path)
         assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-5)  # the adapter is applied
 
 
+def test_adapter_trained_on_an_adapter_loads_both(tiny_lm_dir, tmp_path):
+    """RAFT trained from the fine-tuned model: its adapter's base is the fine-tuned adapter folder, and loading it
+    applies both, in order (the first merged into the weights the second was trained on)."""
+    peft = pytest.importorskip("peft")
+    import torch
+
+    def adapter(base, seed: int):
+        torch.manual_seed(seed)
+        return peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                                         init_lora_weights=False))
+
+    first = adapter(load_model_and_tokenizer(str(tiny_lm_dir))[0], 1)
+    first.save_pretrained(tmp_path / "ft")
+    second = adapter(first.merge_and_unload(), 2)
+    second.save_pretrained(tmp_path / "raft")
+    config_path = tmp_path / "raft" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "base_model_name_or_path": str(tmp_path / "ft")}))
+
+    model, _ = load_model_and_tokenizer(str(tmp_path / "raft"))
+    only_first, _ = load_model_and_tokenizer(str(tmp_path / "ft"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, second(ids).logits, atol=1e-5)
+        assert not torch.allclose(model(ids).logits, only_first(ids).logits, atol=1e-5)
+
+
 def test_load_generator_picks_backend_by_name(tiny_lm_dir):
     generator = load_generator(str(tiny_lm_dir), backend="transformers", max_new_tokens=3, repeat_ngram=4,
                                stop=["\n\n"])

@@ -252,10 +252,14 @@ class Choice:
         if not _given(self.overrides, "finetune.max_seq_tokens"):  # the prompts whole, as at answer time
             finetune = finetune.model_copy(update={"max_seq_tokens": seq_tokens(examples, tokenizer,
                                                                                 finetune.max_seq_tokens)})
+        # from the fine-tuned model, RAFT keeps what it recalls for the prompts whose passages miss the answer
+        start = self._model_dir("finetuned") if self.settings.choose.raft_from == "finetuned" else None
         self.say(f"  RAFT data: {stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
-                 f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens")
-        self._train(self.out / "raft", examples, "raft", finetune, raft=stats.to_json(),
-                    max_seq_tokens=finetune.max_seq_tokens)
+                 f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens; "
+                 f"trained from the {'fine-tuned' if start else 'base'} model")
+        self._train(self.out / "raft", examples, "raft", finetune, start=str(start) if start else None,
+                    raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens,
+                    started_from="finetuned" if start else "base")
 
     def stage_evaluate(self) -> None:
         """Every contestant on the held-out test part, then `advise` on that evidence and the constraints."""
@@ -291,12 +295,12 @@ class Choice:
         return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
 
     def _train(self, folder: Path, examples: list[Example], stage: str, settings: FinetuneSettings,
-               **extra: Any) -> None:
+               start: str | None = None, **extra: Any) -> None:
         from ragtune.finetune.train import FineTuner
 
         if not (folder / "training_report.json").is_file():
             resume = (folder / "checkpoints").is_dir()
-            FineTuner(self.model, settings=settings).fit(examples, None, folder, resume=resume)
+            FineTuner(start or self.model, settings=settings).fit(examples, None, folder, resume=resume)
         report = json.loads((folder / "training_report.json").read_text())
         for warning in report.get("warnings") or []:
             self.say(f"  warning ({stage}): {warning}")

@@ -237,6 +237,8 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
     except ImportError:
         raise ModelError(f"adapter '{source.path}': needs peft; pip install 'ragtune[finetune]'") from None
     model, tokenizer = load_model_and_tokenizer(source.base or "", device=device, dtype=dtype)
+    if hasattr(model, "peft_config"):  # an adapter trained on top of another (RAFT from the fine-tuned model)
+        model = model.merge_and_unload()
     if (source.path / "tokenizer_config.json").is_file():  # fine-tuning may have changed the chat template
         tokenizer = _load_tokenizer(source.path)
     try:
