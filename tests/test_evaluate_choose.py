@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.config import Settings
-from ragtune.evaluate.choose import answer_cap, best_trial, reach, split_questions
+from ragtune.evaluate.choose import answer_cap, best_trial, reach, shaped, split_questions
 from ragtune.evaluate.qa import QAItem, QASet
+from ragtune.finetune.synth import QAPair
 
 PLACES = ["Zembla", "Quorra", "Morbek", "Tarkin", "Velmora", "Ostrava", "Kelpie", "Brindle", "Castor", "Dunmore",
           "Elarin", "Fennick", "Galloway", "Hollin", "Islay", "Jorvik", "Kestrel", "Lachlan", "Mirren", "Norwick"]
@@ -75,6 +76,20 @@ def test_reach_counts_prompts_holding_the_answer_and_never_an_abstained_one(tmp_
         row("Tarkin", [("d.txt", "Other words.")]),
     ]) + "\n")
     assert reach(log) == 0.5
+
+
+def test_synthetic_answers_are_shaped_like_the_tasks():
+    def pair(answer: str) -> QAPair:
+        return QAPair("q?", answer, "doc.txt", "c1", "text", "cloze")
+
+    span, sentence = pair("Denver Broncos"), pair("The Broncos beat the Panthers 24 to 10 in Santa Clara.")
+    short = [QAItem(str(i), "q?", [a]) for i, a in enumerate(["Denver", "Santa Clara", "24 to 10", "1966"] * 3)]
+    assert shaped([span, sentence], short) == ([span], 5)  # span answers: sentences dropped
+    long = [QAItem(str(i), "q?", ["it runs on the main thread and blocks until the queue is empty " * i])
+            for i in range(1, 6)]
+    kept, limit = shaped([span, sentence], long)
+    assert kept == [span, sentence] and limit > 10  # sentence answers: nothing dropped
+    assert shaped([sentence], short) == ([sentence], 5)  # never none left
 
 
 def test_tuning_prefers_the_score_then_reach_then_the_shorter_prompt_then_the_configured_gate():

@@ -84,6 +84,22 @@ def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
                                       -(t["context_sentences"] or 99), t["min_relevance"] == gate))
 
 
+def answer_words(items: list[QAItem]) -> int:
+    """The length in words that 90% of the gold answers keep within (their first answer each)."""
+    lengths = sorted(len(it.answers[0].split()) for it in items if it.answers)
+    return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
+
+
+def shaped(pairs: list[Any], items: list[QAItem], floor: int = 5) -> tuple[list[Any], int]:
+    """Synthetic pairs whose answers are no longer than the task's, and the limit: when 90% of the gold answers
+    keep within N words, pairs answering in more than max(N, floor) words (a whole sentence where the task wants
+    a span) are dropped, unless none would be left. A model trained on sentences answers in sentences, which a
+    span metric (token F1) scores low and the answer cap cuts before its citation."""
+    limit = max(answer_words(items), floor)
+    kept = [p for p in pairs if len(p.answer.split()) <= limit]
+    return kept or pairs, limit
+
+
 def examples_from(items: list[QAItem], instruction: str | None, source: str) -> list[Example]:
     """Closed-book training examples in the exact prompt the fine-tuned model will be asked with."""
     return [Example(messages=closed_book_messages(it.question, instruction)
@@ -177,6 +193,7 @@ class Choice:
     def stage_train_data(self) -> None:
         """The user's training set, else the QA set's own train split, else pairs synthesised from DOCS; any
         training question that is also a test question is dropped (no leakage into the verdict)."""
+        self.dropped_long = 0
         if self.train_path is not None:
             from ragtune.finetune.data import load_examples
 
@@ -194,7 +211,8 @@ class Choice:
             if len(kept) > budget else range(len(kept))
         self.train_examples = [kept[i] for i in sampled]
         self._done("train_data", origin=origin, examples=len(self.train_examples), available=len(kept),
-                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"))
+                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
+                   dropped_as_longer_than_the_task=self.dropped_long)
 
     def stage_tune(self) -> None:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
@@ -311,6 +329,12 @@ class Choice:
         from ragtune.finetune.synth import load_chunks, synthesize
 
         pairs = synthesize(load_chunks(self.kb_dir), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        kept, limit = shaped(pairs, self.split.dev or self.split.test)  # the dev answers' shape (test: no dev)
+        self.dropped_long = len(pairs) - len(kept)
+        if self.dropped_long:
+            self.say(f"  {self.dropped_long} of {len(pairs)} synthetic pairs dropped: answers longer than the "
+                     f"task's ({limit} words at most)")
+        pairs = kept
         items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(pairs)]
         return examples_from(items, self.qa.system, "synthetic")
 
