@@ -9,7 +9,7 @@ import pytest
 
 from ragtune.config import Settings
 from ragtune.finetune.data import Example
-from ragtune.finetune.raft import holds_answer, raft_examples
+from ragtune.finetune.raft import holds_answer, natural_share, raft_examples
 from ragtune.rag import RAG
 from ragtune.types import Hit
 
@@ -95,6 +95,39 @@ def test_gold_share_and_distractor_count_hold_over_a_seeded_set():
         assert n_passages == (5 if ex in with_gold else 4)
     again, _ = raft_examples(_examples(200), WordKB(200), _whole_passages(distractors=4, gold_share=0.8))
     assert [e.messages for e in again] == [e.messages for e in examples]  # seeded: a resumed run rebuilds the same
+
+
+class HalfKB(WordKB):
+    """Retrieval that ranks the right passage first for even-numbered items and fourth for odd ones (for every
+    item when ``always`` is set)."""
+
+    always = False
+
+    def search(self, query, k=5, where=None):
+        if where:
+            return super().search(query, k, where)
+        item = int(re.findall(r"\d+", query)[0])
+        gold, others = self.hits[item], [h for h in self.hits if h is not self.hits[item]]
+        return ([gold] + others if item % 2 == 0 or self.always else others[:3] + [gold] + others[3:])[:k]
+
+
+def test_unset_gold_share_is_how_often_retrieval_itself_holds_the_answer():
+    """Unset, the gold share is measured: the training questions whose answer the retriever brings into the top
+    retrieval.k (here half of them), so training shows the model the mix of prompts it will be shown."""
+    settings = _whole_passages(distractors=2)
+    settings.retrieval.k = 3
+    assert settings.raft.gold_share is None
+    examples, stats = raft_examples(_examples(200), HalfKB(200), settings)
+    assert stats.retrieved_gold == 100 and stats.gold_share == 0.5
+    assert 0.42 <= stats.gold_in_prompt / 200 <= 0.58
+    right = HalfKB(200)
+    right.always = True
+    _, easy = raft_examples(_examples(200), right, settings)  # retrieval always right: capped at 0.9
+    assert easy.retrieved_gold == 200 and easy.gold_share == 0.9 and 0.84 <= easy.gold_in_prompt / 200 <= 0.96
+    settings.raft.gold_share = 0.8  # a value set is used as it is
+    _, given = raft_examples(_examples(200), HalfKB(200), settings)
+    assert given.gold_share == 0.8 and given.retrieved_gold == 100
+    assert natural_share(10, 100) == 0.5 and natural_share(70, 100) == 0.7 and natural_share(0, 0) == 0.5
 
 
 @pytest.mark.parametrize("with_source", [True, False])

@@ -136,7 +136,9 @@ class RaftSettings(Section):
     # retrieved passages that do not hold the answer, per training prompt; None: retrieval.k - 1, so a training
     # prompt holds as many passages as an answer's (and context compression keeps the gold as often)
     distractors: int | None = Field(None, ge=0)
-    gold_share: float = Field(0.8, ge=0.0, le=1.0)  # share of prompts with the gold passage (RAFT's P)
+    # share of prompts with the gold passage (RAFT's P); None: how often the retriever itself brings the answer
+    # into the top retrieval.k for the training questions, within [0.5, 0.9] (the mix the model will be shown)
+    gold_share: float | None = Field(None, ge=0.0, le=1.0)
     reasoning: bool = False  # the target quotes the supporting sentence before the answer
     candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
 

@@ -113,7 +113,8 @@ def finetune_cmd(
     distractors: Optional[int] = typer.Option(None, "--distractors", help="distractor passages per prompt "
                                               "(default: raft.distractors, else retrieval.k - 1)"),
     gold_share: Optional[float] = typer.Option(None, "--gold-share", help="share of prompts holding the gold "
-                                               "passage (default: raft.gold_share)"),
+                                               "passage (default: raft.gold_share, else how often retrieval "
+                                               "holds the answer)"),
     reasoning: Optional[bool] = typer.Option(None, "--reasoning/--no-reasoning", help="quote the supporting "
                                              "sentence before the answer"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),

@@ -272,7 +272,9 @@ class Choice:
                                                                                 finetune.max_seq_tokens)})
         # from the fine-tuned model, RAFT keeps what it recalls for the prompts whose passages miss the answer
         start = self._model_dir("finetuned") if self.settings.choose.raft_from == "finetuned" else None
-        self.say(f"  RAFT data: {stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
+        self.say(f"  RAFT data: retrieval brings the answer into the top {settings.retrieval.k} for "
+                 f"{stats.retrieved_gold} of {stats.examples} questions, so the gold share is {stats.gold_share:.2f}; "
+                 f"{stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
                  f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens; "
                  f"trained from the {'fine-tuned' if start else 'base'} model")
         self._train(self.out / "raft", examples, "raft", finetune, start=str(start) if start else None,

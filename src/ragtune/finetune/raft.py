@@ -3,7 +3,9 @@
 For each question ragtune's own retriever supplies the distractors: the best-ranked passages that do not hold the
 answer. With probability ``gold_share`` the gold passage joins them at a random position and the target cites it
 as ``[n]``; otherwise the prompt holds distractors only and the target is still the gold answer (RAFT's setting
-that teaches the model to fall back on what it knows). Prompts are built by `RAG.build`, the function that builds
+that teaches the model to fall back on what it knows). Unset, ``gold_share`` is measured: the share of training
+questions whose answer the retriever itself brings into the top ``retrieval.k`` (`natural_share`), so the model
+trains on the mix of prompts it will be shown. Prompts are built by `RAG.build`, the function that builds
 them at answer time, so training and inference see the same bytes for the same passages.
 
     examples, stats = raft_examples(load_examples("qa.jsonl"), KnowledgeBase("kb"), settings)
@@ -38,8 +40,10 @@ class RaftStats:
     gold_by_source: int = 0
     gold_in_prompt: int = 0
     distractors: int = 0  # distractor passages over all prompts
+    retrieved_gold: int = 0  # examples whose answer the retriever brings into the top retrieval.k by itself
+    gold_share: float = 0.0  # the share used: raft.gold_share, or measured (`natural_share`)
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -77,15 +81,21 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
     opts: RaftSettings = settings.raft
     n_distractors = distractor_count(settings)
     rng = random.Random(seed)
-    stats = RaftStats()
-    out = []
+    found = []  # every example's gold passage and candidates first: the gold share may be measured on them
     for example in examples:
         question, instruction = question_of(example)
-        gold, hits = find_gold(example, question, retriever, max(opts.candidates, n_distractors + 1))
+        gold, hits = find_gold(example, question, retriever,
+                               max(opts.candidates, n_distractors + 1, settings.retrieval.k))
+        found.append((example, question, instruction, gold, hits))
+    reached = sum(retrieved(hits[:settings.retrieval.k], gold, example) for example, _, _, gold, hits in found)
+    share = opts.gold_share if opts.gold_share is not None else natural_share(reached, len(found))
+    stats = RaftStats(retrieved_gold=reached, gold_share=round(share, 4))
+    out = []
+    for example, question, instruction, gold, hits in found:
         gold_source = gold.source if gold else example.gold_source
         distractors = [h for h in hits if h.source != gold_source and not holds_answer(h.text, example.answer)]
         passages = distractors[:n_distractors]
-        with_gold = gold is not None and rng.random() < opts.gold_share
+        with_gold = gold is not None and rng.random() < share
         if gold is not None and with_gold:
             passages.insert(rng.randrange(len(passages) + 1), gold)
         # the trained model's tokenizer fits the passages as at answer time; never load a generator here
@@ -101,6 +111,19 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
         stats.gold_in_prompt += n is not None
         stats.distractors += len(prepared.hits) - (n is not None)
     return out, stats
+
+
+def retrieved(hits: list[Hit], gold: Hit | None, example: Example) -> bool:
+    """The retriever's own top passages hold the answer: the gold passage's source, or the answer's text."""
+    return gold is not None and any(h.source == gold.source or holds_answer(h.text, example.answer) for h in hits)
+
+
+def natural_share(reached: int, total: int, low: float = 0.5, high: float = 0.9) -> float:
+    """The gold share when none is set: how often retrieval holds the answer at answer time (measured on the
+    training questions), so training shows the model the mix of prompts it will see; at least ``low`` so it
+    still learns to read and cite behind a weak retriever, at most ``high`` so it still learns to answer when
+    retrieval misses (RAFT's ablation found no single best share across data sets)."""
+    return min(max(reached / total if total else 0.0, low), high)
 
 
 def distractor_count(settings: Settings) -> int:
@@ -164,7 +187,8 @@ def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | P
                                                  "distractors_per_prompt": distractor_count(settings),
                                                  "max_seq_tokens": length, **stats.to_json()})
     print(f"RAFT: {stats.gold_found} of {stats.examples} examples have a gold passage "
-          f"({stats.gold_by_source} by their source), {stats.gold_in_prompt} prompts hold it, "
+          f"({stats.gold_by_source} by their source), {stats.retrieved_gold} retrieved in the top "
+          f"{settings.retrieval.k} (gold share {stats.gold_share:.2f}), {stats.gold_in_prompt} prompts hold it, "
           f"{stats.distractors} distractors; longest example {length} tokens", file=sys.stderr)
     return train, val, length
 
