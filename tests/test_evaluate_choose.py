@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from ragtune.config import Settings
 from ragtune.evaluate.choose import answer_cap, best_trial, reach, shaped, split_questions
 from ragtune.evaluate.qa import QAItem, QASet
 from ragtune.finetune.synth import QAPair
+from ragtune.models.loading import resolve_model
 
 PLACES = ["Zembla", "Quorra", "Morbek", "Tarkin", "Velmora", "Ostrava", "Kelpie", "Brindle", "Castor", "Dunmore",
           "Elarin", "Fennick", "Galloway", "Hollin", "Islay", "Jorvik", "Kestrel", "Lachlan", "Mirren", "Norwick"]
@@ -134,10 +136,14 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     tune_ids = {json.loads(line)["id"] for line in (out / "tune" / "k2-s0" / "predictions.jsonl").open()}
     test_ids = {json.loads(line)["id"] for line in (out / "predictions.jsonl").open()}
     assert tune_ids and test_ids and not tune_ids & test_ids
-    # RAFT continued from the fine-tuned model: its adapter names that folder as its base
+    # RAFT continued from the fine-tuned model: its adapter names that sibling folder as its base, relative, so
+    # the choice folder can move
     assert choose["raft"]["started_from"] == "finetuned"
     raft_base = json.loads((out / "raft" / "adapter_config.json").read_text())["base_model_name_or_path"]
-    assert raft_base == str((out / "finetuned").resolve())
+    assert raft_base == "../finetuned"
+    shutil.copytree(out / "raft", tmp / "moved" / "raft")
+    shutil.copytree(out / "finetuned", tmp / "moved" / "finetuned")
+    assert resolve_model(str(tmp / "moved" / "raft")).base == str(tmp / "moved" / "raft" / ".." / "finetuned")
     again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice"])
     assert again.exit_code == 0 and again.output.count("done earlier") == 6, again.output
 

@@ -91,8 +91,17 @@ def save_model(model, tokenizer, out: Path, base_spec: str, method: str) -> None
     if method == "lora":
         cfg_path = out / "adapter_config.json"
         cfg = json.loads(cfg_path.read_text())
-        cfg["base_model_name_or_path"] = base_spec  # what the loader resolves: alias or absolute path
+        cfg["base_model_name_or_path"] = _base_name(base_spec, out)
         _write_json(cfg_path, cfg)
+
+
+def _base_name(base_spec: str, out: Path) -> str:
+    """What the loader resolves: an alias or an absolute path; an adapter trained on a sibling adapter folder (RAFT
+    from the fine-tuned model in one `choose` folder) names it relative, so the two move together."""
+    base = Path(base_spec)
+    if base.is_absolute() and (base / "adapter_config.json").is_file() and base.parent == out.resolve().parent:
+        return f"../{base.name}"
+    return base_spec
 
 
 def save_merged(peft_model, tokenizer, out: Path) -> None:
