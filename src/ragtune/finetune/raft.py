@@ -114,8 +114,11 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
 
 
 def retrieved(hits: list[Hit], gold: Hit | None, example: Example) -> bool:
-    """The retriever's own top passages hold the answer: the gold passage's source, or the answer's text."""
-    return gold is not None and any(h.source == gold.source or holds_answer(h.text, example.answer) for h in hits)
+    """The retriever's own top passages hold the answer, as evaluation counts it (`holds_gold`: the gold
+    passage's source, or a passage containing the answer)."""
+    from ragtune.evaluate.runner import holds_gold
+
+    return gold is not None and any(holds_gold(h.source, h.text, [gold.source], [example.answer]) for h in hits)
 
 
 def natural_share(reached: int, total: int, low: float = 0.5, high: float = 0.9) -> float:
