@@ -5,6 +5,7 @@ the "fine-tuned" model recalls exactly the questions it was trained on, the base
 """
 
 import json
+import os
 import re
 
 import pytest
@@ -143,6 +144,23 @@ def test_answers_made_under_other_settings_are_asked_again(squad_folder, tmp_pat
                        kb_factory=lambda path, settings, embedder: MemoryKB(), rag_factory=FakeRAG)
     assert base.calls == 4 and finetuned.calls == 4  # only the two RAG variants, 4 questions each
     assert results["variants"]["base"]["resumed"] == 4 and results["variants"]["rag"]["resumed"] == 0
+
+
+def test_weights_retrained_in_the_same_folder_are_a_new_setup(tmp_path):
+    """A logged answer belongs to the weights that made it: an adapter retrained into the same folder gets its
+    questions asked again; an alias or an endpoint name keeps the hash it had."""
+    from ragtune.evaluate.store import answer_setup
+
+    folder = tmp_path / "ft"
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"first weights")
+    settings = Settings()
+    first = answer_setup(settings, True, None, folder)
+    assert answer_setup(settings, True, None, str(folder)) == first  # a path given as text: the same weights
+    (folder / "adapter_model.safetensors").write_bytes(b"second weight")  # the same size: the time tells
+    os.utime(folder / "adapter_model.safetensors", ns=(1, 1))
+    assert answer_setup(settings, True, None, folder) != first
+    assert answer_setup(settings, True, None, "smollm2") == answer_setup(settings, True)
 
 
 def test_freshness_rag_follows_finetuned_stays_stale(squad_folder, tmp_path):

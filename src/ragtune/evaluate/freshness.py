@@ -123,8 +123,8 @@ def freshness_test(run: EvalRun, variants: list[str], kb_factory: Any, training:
     report: dict[str, Any] = {"n_changed": len(changed), "n_new": len(added), "kb_update_seconds": update_seconds,
                               "retrain_seconds": (training or {}).get("seconds"), "variants": {}, "questions": []}
     for variant in variants:
-        name, answerer = model_name(run.models[VARIANTS[variant].model]), None
-        setup = answer_setup(run.settings, VARIANTS[variant].retrieval, qa.system)
+        model, answerer = run.models[VARIANTS[variant].model], None
+        name, setup = model_name(model), answer_setup(run.settings, VARIANTS[variant].retrieval, qa.system, model)
         fresh: list[float] = []
         old: list[float] = []
         new: list[float] = []

@@ -163,8 +163,9 @@ def self_cited(answer: Answer, item: QAItem) -> float:
 
 def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     """Ask every question not already answered under the same setup; the variant's summary."""
-    name = model_name(run.models[VARIANTS[variant].model])
-    setup_hash = answer_setup(run.settings, VARIANTS[variant].retrieval, run.qa.system)
+    model = run.models[VARIANTS[variant].model]
+    name = model_name(model)
+    setup_hash = answer_setup(run.settings, VARIANTS[variant].retrieval, run.qa.system, model)
     records, todo = [], []
     for item in run.qa.items:
         done = run.log.get(variant, name, item, setup_hash)

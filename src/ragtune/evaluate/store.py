@@ -12,19 +12,33 @@ from ragtune.atomic import atomic_write_json
 from ragtune.evaluate.qa import QAItem
 
 
-def answer_setup(settings: Any, retrieval: bool, system: str | None = None) -> str:
-    """A short hash of what shapes a variant's answers besides the model: generation settings and prompts, and
-    for RAG variants the chunking, embedder, retrieval and context settings. A resumed run re-asks a question
-    whose recorded answer was made under another setup instead of mixing the two."""
+def answer_setup(settings: Any, retrieval: bool, system: str | None = None, model: Any = None) -> str:
+    """A short hash of what shapes a variant's answers besides the model's name: generation settings and prompts,
+    for RAG variants the chunking, embedder, retrieval and context settings, and for a local model folder or file
+    its weights' `weights_stamp`. A resumed run re-asks a question whose recorded answer was made under another
+    setup (or by weights retrained in the same folder) instead of mixing the two."""
     from ragtune.models import prompts
 
     parts: dict[str, Any] = {
         "generator": settings.generator.model_dump(exclude={"model", "api_key_env", "device"}),  # model: logged apart
         "system": system, "prompts": [prompts.CLOSED_BOOK_SYSTEM]}
+    stamp = weights_stamp(model)
+    if stamp:  # aliases and endpoints have none; their logs keep their hashes
+        parts["weights"] = stamp
     if retrieval:
         sections = ("chunking", "embedder", "retrieval", "rag")
         parts.update({name: getattr(settings, name).model_dump() for name in sections}, prompts=[prompts.RAG_SYSTEM])
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def weights_stamp(model: Any) -> str:
+    """The name, size and modification time of a local model's weight files (a folder's ``*.safetensors``, or a
+    ``.gguf`` file): cheap to read, and changed by any retraining into the same folder."""
+    if not isinstance(model, (str, Path)) or not Path(model).exists():
+        return ""
+    path = Path(model)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
 class PredictionLog:
