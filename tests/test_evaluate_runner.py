@@ -161,6 +161,13 @@ def test_weights_retrained_in_the_same_folder_are_a_new_setup(tmp_path):
     os.utime(folder / "adapter_model.safetensors", ns=(1, 1))
     assert answer_setup(settings, True, None, folder) != first
     assert answer_setup(settings, True, None, "smollm2") == answer_setup(settings, True)
+    raft = tmp_path / "raft"  # an adapter trained on the first: retraining its base is a new setup too
+    raft.mkdir()
+    (raft / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "../ft"}))
+    (raft / "adapter_model.safetensors").write_bytes(b"raft weights")
+    on_first = answer_setup(settings, True, None, raft)
+    os.utime(folder / "adapter_model.safetensors", ns=(2, 2))
+    assert answer_setup(settings, True, None, raft) != on_first
 
 
 def test_freshness_rag_follows_finetuned_stays_stale(squad_folder, tmp_path):

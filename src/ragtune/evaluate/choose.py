@@ -58,9 +58,8 @@ def split_questions(qa: QASet, settings: Settings) -> Split:
 def answer_cap(items: list[QAItem]) -> int:
     """``generator.max_new_tokens`` from the gold answers' length: room for the longest usual answer and a
     citation, so short answers stop early and long ones are not cut (about 4 characters per token)."""
-    lengths = sorted(len(a) // 4 + 1 for it in items for a in it.answers[:1])
-    p90 = lengths[int(0.9 * (len(lengths) - 1))] if lengths else 64
-    return max(24, min(256, round(1.5 * p90) + 16))
+    lengths = [len(a) // 4 + 1 for it in items for a in it.answers[:1]]
+    return max(24, min(256, round(1.5 * _p90(lengths, 64)) + 16))
 
 
 def reach(predictions: Path) -> float:
@@ -86,8 +85,7 @@ def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
 
 def answer_words(items: list[QAItem]) -> int:
     """The length in words that 90% of the gold answers keep within (their first answer each)."""
-    lengths = sorted(len(it.answers[0].split()) for it in items if it.answers)
-    return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
+    return _p90([len(it.answers[0].split()) for it in items if it.answers], 0)
 
 
 def shaped(pairs: list[Any], items: list[QAItem], floor: int = 5) -> tuple[list[Any], int]:
@@ -339,6 +337,12 @@ class Choice:
         pairs = kept
         items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(pairs)]
         return examples_from(items, self.qa.system, "synthetic")
+
+
+def _p90(values: list[int], empty: int) -> int:
+    """The value 90% of ``values`` keep within (``empty`` when there are none)."""
+    ordered = sorted(values)
+    return ordered[int(0.9 * (len(ordered) - 1))] if ordered else empty
 
 
 def _question(example: Example) -> str:

@@ -33,12 +33,19 @@ def answer_setup(settings: Any, retrieval: bool, system: str | None = None, mode
 
 def weights_stamp(model: Any) -> str:
     """The name, size and modification time of a local model's weight files (a folder's ``*.safetensors``, or a
-    ``.gguf`` file): cheap to read, and changed by any retraining into the same folder."""
+    ``.gguf`` file), and for an adapter those of its base (a RAFT adapter trained on a fine-tuned one): cheap to
+    read, and changed by any retraining into the same folder."""
     if not isinstance(model, (str, Path)) or not Path(model).exists():
         return ""
     path = Path(model)
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    if (path / "adapter_config.json").is_file():
+        from ragtune.models.loading import resolve_model
+
+        base = weights_stamp(resolve_model(str(path)).base)
+        stamp += f"|{base}" if base else ""
+    return stamp
 
 
 class PredictionLog:
