@@ -130,6 +130,14 @@ def test_a_measured_raft_win_is_recommended():
     assert any("raft f1 0.600 vs finetuned+rag 0.410" in r for r in rec.reasons)
 
 
+def test_raft_tied_with_the_adapter_on_a_narrow_static_task_goes_to_the_simpler_system_and_says_why():
+    rec = advise({"task": "narrow", "knowledge_change": "static"}, RAFT_MEASURED)
+    assert rec.recommendation == "finetune", rec.reasons
+    tie = [d for d in rec.details if "raft f1 0.600 vs finetuned 0.540" in d.text]
+    assert len(tie) == 1 and tie[0].favours == "finetune" and "without a retriever" in tie[0].text
+    assert rec.scores["finetune"] - rec.scores["raft"] == 1.0  # 3 + 2 + 1.5 + 0.5 + 0.5 against 3 + 2 + 1.5
+
+
 def test_scores_all_near_zero_give_no_recommendation_but_what_to_change():
     flat = results({"base": 0.0, "rag": 0.01, "finetuned": 0.0}, [("rag", "base", "tie"), ("finetuned", "base", "tie")])
     rec = advise({"knowledge_change": "daily"}, flat)

@@ -139,6 +139,10 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     # RAFT continued from the fine-tuned model: its adapter names that sibling folder as its base, relative, so
     # the choice folder can move
     assert choose["raft"]["started_from"] == "finetuned"
+    # RAFT trains raft.epochs, the adapter finetune.epochs
+    hyper = {name: json.loads((out / name / "training_report.json").read_text())["hyperparameters"]["epochs"]
+             for name in ("finetuned", "raft")}
+    assert hyper == {"finetuned": 3.0, "raft": 2.0} and choose["raft"]["epochs"] == 2.0
     raft_base = json.loads((out / "raft" / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert raft_base == "../finetuned"
     shutil.copytree(out / "raft", tmp / "moved" / "raft")

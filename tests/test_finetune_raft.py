@@ -216,5 +216,6 @@ def test_cli_finetune_raft_trains_on_rag_prompts_and_data_check_counts_gold(tiny
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ft" / "raft.json").read_text())["gold_in_prompt"] == 6
     assert (tmp_path / "ft" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "ft" / "training_report.json").read_text())["hyperparameters"]["epochs"] == 2.0
     no_kb = runner.invoke(app, ["finetune", "qa.jsonl", "--raft", "--model", str(tiny_lm_dir), "--out", "ft2"])
     assert no_kb.exit_code != 0 and "--raft needs --kb" in str(no_kb.exception or no_kb.output)

@@ -230,6 +230,9 @@ def raft_reasons(v: dict, comp: Callable[[str, str], dict | None], line: Callabl
                                   else 1.5, "evidence:variants.raft.score"))
             elif c and c["verdict"] == "b":
                 out.append(Reason(line("raft", other, c) + ": RAFT loses", "raft", -2.0, "evidence:variants.raft.score"))
+            elif c and other == "finetuned":  # a tie: the simpler system to serve counts for a little
+                out.append(Reason(line("raft", other, c) + ": a tie, and the fine-tuned model answers without a "
+                                  "retriever", "finetune", 0.5, "evidence:variants.raft.score"))
         return out
     c = comp("finetuned+rag", "finetuned") if {"finetuned+rag", "finetuned"} <= set(v) else None
     if c and c["verdict"] == "b":

@@ -141,6 +141,9 @@ class RaftSettings(Section):
     gold_share: float | None = Field(None, ge=0.0, le=1.0)
     reasoning: bool = False  # the target quotes the supporting sentence before the answer
     candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
+    # passes over the RAFT data (None: finetune.epochs). Three RAFT runs of 3 epochs reached their best validation
+    # loss at 1.9-2.2 epochs and spent the rest waiting out early stopping; 2 epochs scored as well (BENCHMARKS.md)
+    epochs: float | None = Field(2.0, gt=0)
 
 
 class ChooseSettings(Section):

@@ -141,10 +141,12 @@ def finetune_cmd(
     train: Path | list = dataset
     held_out: Path | list | None = validation
     if raft:
+        from ragtune.finetune.raft import epochs as raft_epochs
         from ragtune.finetune.raft import raft_dataset
 
         train, held_out, length = raft_dataset(dataset, validation, kb, model, settings, out)
         overrides.setdefault("max_seq_tokens", length)  # RAFT prompts whole, unless --max-seq-tokens says otherwise
+        overrides.setdefault("epochs", raft_epochs(settings))  # --epochs wins over raft.epochs
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,
                        **overrides).fit(train, held_out, out, resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports

@@ -257,14 +257,14 @@ class Choice:
 
     def stage_raft(self) -> None:
         from ragtune.finetune.base import load_tokenizer
-        from ragtune.finetune.raft import distractor_count, raft_examples, seq_tokens
+        from ragtune.finetune.raft import distractor_count, epochs, raft_examples, seq_tokens
 
         tokenizer = load_tokenizer(self.model)
         settings = self._settings()
         examples, stats = raft_examples(self.train_examples, self.kb, settings,
                                         lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
                                         seed=self.settings.finetune.seed)
-        finetune = self.settings.finetune
+        finetune = self.settings.finetune.model_copy(update={"epochs": epochs(settings)})
         if not _given(self.overrides, "finetune.max_seq_tokens"):  # the prompts whole, as at answer time
             finetune = finetune.model_copy(update={"max_seq_tokens": seq_tokens(examples, tokenizer,
                                                                                 finetune.max_seq_tokens)})
@@ -273,10 +273,11 @@ class Choice:
         self.say(f"  RAFT data: retrieval brings the answer into the top {settings.retrieval.k} for "
                  f"{stats.retrieved_gold} of {stats.examples} questions, so the gold share is {stats.gold_share:.2f}; "
                  f"{stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
-                 f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens; "
+                 f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens, "
+                 f"{finetune.epochs:g} epochs; "
                  f"trained from the {'fine-tuned' if start else 'base'} model")
         self._train(self.out / "raft", examples, "raft", finetune, start=str(start) if start else None,
-                    raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens,
+                    raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens, epochs=finetune.epochs,
                     started_from="finetuned" if start else "base")
 
     def stage_evaluate(self) -> None:

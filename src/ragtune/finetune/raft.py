@@ -136,6 +136,11 @@ def distractor_count(settings: Settings) -> int:
     return settings.raft.distractors if settings.raft.distractors is not None else max(settings.retrieval.k - 1, 0)
 
 
+def epochs(settings: Settings) -> float:
+    """The passes RAFT trains: ``raft.epochs``, or when unset ``finetune.epochs``."""
+    return settings.raft.epochs if settings.raft.epochs is not None else settings.finetune.epochs
+
+
 def seq_tokens(examples: list[Example], tokenizer: Any, floor: int) -> int:
     """The ``finetune.max_seq_tokens`` RAFT trains with: at least ``floor``, and enough for its longest example
     whole. RAFT prompts are answer-time prompts (up to ``rag.max_context_tokens``); cut to a plain fine-tune's
