@@ -94,7 +94,8 @@ def finetune_cmd(
     out: Path = typer.Option(Path("runs/ft"), "--out", "-o", help="output folder"),
     validation: Optional[Path] = typer.Option(None, "--validation", help="validation file (default: a seeded "
                                               "split of DATASET)"),
-    epochs: Optional[float] = typer.Option(None, "--epochs"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="passes over the data (default: "
+                                           "finetune.epochs; with --raft, raft.epochs)"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="examples per process per micro-batch"),
