@@ -168,6 +168,12 @@ def test_weights_retrained_in_the_same_folder_are_a_new_setup(tmp_path):
     on_first = answer_setup(settings, True, None, raft)
     os.utime(folder / "adapter_model.safetensors", ns=(2, 2))
     assert answer_setup(settings, True, None, raft) != on_first
+    legacy = tmp_path / "legacy"  # a folder with PyTorch .bin weights only
+    legacy.mkdir()
+    (legacy / "pytorch_model.bin").write_bytes(b"old format")
+    before = answer_setup(settings, True, None, legacy)
+    os.utime(legacy / "pytorch_model.bin", ns=(3, 3))
+    assert answer_setup(settings, True, None, legacy) != before
 
 
 def test_freshness_rag_follows_finetuned_stays_stale(squad_folder, tmp_path):

@@ -31,14 +31,17 @@ def answer_setup(settings: Any, retrieval: bool, system: str | None = None, mode
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")  # the formats a model folder holds its weights in
+
+
 def weights_stamp(model: Any) -> str:
-    """The name, size and modification time of a local model's weight files (a folder's ``*.safetensors``, or a
-    ``.gguf`` file), and for an adapter those of its base (a RAFT adapter trained on a fine-tuned one): cheap to
-    read, and changed by any retraining into the same folder."""
+    """The name, size and modification time of a local model's weight files (a folder's ``*.safetensors``,
+    ``*.bin`` or ``*.gguf``, or a file given itself), and for an adapter those of its base (a RAFT adapter trained
+    on a fine-tuned one): cheap to read, and changed by any retraining into the same folder."""
     if not isinstance(model, (str, Path)) or not Path(model).exists():
         return ""
     path = Path(model)
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    files = sorted(f for pattern in WEIGHT_FILES for f in path.glob(pattern)) if path.is_dir() else [path]
     stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     if (path / "adapter_config.json").is_file():
         from ragtune.models.loading import resolve_model
