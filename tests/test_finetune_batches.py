@@ -48,3 +48,37 @@ def test_global_batches_cover_each_epoch_once():
     seen = [i for step in range(5) for i in global_batch(20, step, 5, 4, seed=3)]
     assert sorted(seen) == list(range(20))
     assert global_batch(20, 5, 5, 4, seed=3) != global_batch(20, 0, 5, 4, seed=3)  # a new shuffle per epoch
+
+
+def test_plain_attention_while_the_scores_fit_the_budget_and_sdpa_beyond(tiny_lm_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from ragtune.finetune import batches
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir, dtype=torch.float32, attn_implementation="sdpa")
+    examples = _examples()
+    with torch.no_grad():
+        eager = token_loss_sum(model, examples, pad_id=0, device="cpu")  # switches to eager: tiny scores fit
+    assert model.config._attn_implementation == "eager"
+    model.set_attn_implementation("sdpa")
+    monkeypatch.setattr(batches, "EAGER_ATTENTION_BYTES", 0)  # nothing fits: SDPA stays
+    with torch.no_grad():
+        sdpa = token_loss_sum(model, examples, pad_id=0, device="cpu")
+    assert model.config._attn_implementation == "sdpa"
+    assert eager.item() == pytest.approx(sdpa.item(), rel=1e-5)  # the same loss either way
+
+
+def test_the_budget_counts_every_layer_only_when_the_backward_keeps_the_scores(tiny_lm_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from ragtune.finetune.batches import BYTES_PER_SCORE, choose_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir, dtype=torch.float32, attn_implementation="sdpa")
+    heads, layers = model.config.num_attention_heads, model.config.num_hidden_layers
+    assert layers > 1
+    one_layer = 4 * 64 * 64 * heads * BYTES_PER_SCORE
+    monkeypatch.setattr("ragtune.finetune.batches.EAGER_ATTENTION_BYTES", one_layer)
+    assert choose_attention(model, 4, 64, "cpu") == "sdpa"  # training: all layers' scores are kept
+    with torch.no_grad():
+        assert choose_attention(model, 4, 64, "cpu") == "eager"  # evaluation: one layer's at a time
+    assert choose_attention(model, 4, 64, "cuda") == "eager"  # other devices are left as they are

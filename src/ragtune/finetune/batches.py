@@ -5,6 +5,7 @@ to end with positions restarting at 0, and transformers turns restarting positio
 into a block-diagonal causal mask, so packed examples never see each other and almost no padding is computed.
 The vocabulary projection (49k words for SmolLM2: a large share of a small model's compute) is applied only
 at positions whose next token carries a label (``logits_to_keep`` as a mask); prompt positions are skipped.
+On CPU, attention is the plain kind while its kept scores fit a memory budget (`choose_attention`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from dataclasses import dataclass
 import torch
 
 from ragtune.finetune.encode import IGNORE, Encoded
+
+
+# Plain attention (two matrix products and a softmax) ran faster on CPU than SDPA's kernels at every packed width
+# measured: steps of 8 examples 1.51 vs 1.98 s at 20-128 tokens, 2.79 vs 3.11 s at 64-256, 7.24 vs 8.54 s at
+# 150-500 (BENCHMARKS.md). But its backward keeps every layer's rows x heads x width^2 scores (+5.3 GB at
+# 150-500 tokens, about 13 bytes a score), so it is used only while they stay within this budget; SDPA's
+# kernels keep none.
+EAGER_ATTENTION_BYTES = 2 << 30
+BYTES_PER_SCORE = 13
 
 
 @dataclass
@@ -60,12 +70,30 @@ def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool =
     if not part:
         return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
     batch = pack(part, pad_id, device)
+    choose_attention(model, *batch.ids.shape, device)
     keep = batch.targets != IGNORE
     with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
         # no attention mask and no cache: transformers then reads the restarting positions as packed examples
         logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep, use_cache=False).logits
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
                                              reduction="sum")
+
+
+def choose_attention(model, rows: int, width: int, device) -> str:
+    """Plain ("eager") attention for a CPU micro-batch whose attention scores fit `EAGER_ATTENTION_BYTES`, else
+    SDPA; the implementation set on the model, which is switched only between these two."""
+    inner = getattr(model, "module", model)  # DDP wraps the model
+    config = getattr(inner, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if torch.device(device).type != "cpu" or current not in ("sdpa", "eager"):
+        return str(current)
+    heads = getattr(config, "num_attention_heads", None) or 0
+    layers = (getattr(config, "num_hidden_layers", None) or 0) if torch.is_grad_enabled() else 1  # kept or not
+    fits = 0 < rows * width * width * heads * layers * BYTES_PER_SCORE <= EAGER_ATTENTION_BYTES
+    wanted = "eager" if fits or not getattr(inner, "_supports_sdpa", False) else "sdpa"
+    if wanted != current:
+        inner.set_attn_implementation(wanted)
+    return wanted
 
 
 def global_batch(n: int, step: int, steps_per_epoch: int, size: int, seed: int) -> list[int]:
