@@ -11,13 +11,13 @@ On CPU, attention is the plain kind while its kept scores fit a memory budget (`
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from ragtune.finetune.encode import IGNORE, Encoded
-
 
 # Plain attention (two matrix products and a softmax) ran faster on CPU than SDPA's kernels at every packed width
 # measured: steps of 8 examples 1.51 vs 1.98 s at 20-128 tokens, 2.79 vs 3.11 s at 64-256, 7.24 vs 8.54 s at
@@ -70,30 +70,44 @@ def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool =
     if not part:
         return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
     batch = pack(part, pad_id, device)
-    choose_attention(model, *batch.ids.shape, device)
+    rows, width = batch.ids.shape
     keep = batch.targets != IGNORE
-    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16), \
+            attention(model, rows, width, device):
         # no attention mask and no cache: transformers then reads the restarting positions as packed examples
         logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep, use_cache=False).logits
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
                                              reduction="sum")
 
 
-def choose_attention(model, rows: int, width: int, device) -> str:
-    """Plain ("eager") attention for a CPU micro-batch whose attention scores fit `EAGER_ATTENTION_BYTES`, else
-    SDPA; the implementation set on the model, which is switched only between these two."""
+def choose_attention(model, rows: int, width: int, device) -> str | None:
+    """"eager" for a CPU micro-batch whose kept attention scores fit `EAGER_ATTENTION_BYTES`, else "sdpa"; None
+    (leave the model as it is) off CPU or for a model on neither of these two."""
     inner = getattr(model, "module", model)  # DDP wraps the model
     config = getattr(inner, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if torch.device(device).type != "cpu" or current not in ("sdpa", "eager"):
-        return str(current)
+    if torch.device(device).type != "cpu" or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return None
     heads = getattr(config, "num_attention_heads", None) or 0
     layers = (getattr(config, "num_hidden_layers", None) or 0) if torch.is_grad_enabled() else 1  # kept or not
     fits = 0 < rows * width * width * heads * layers * BYTES_PER_SCORE <= EAGER_ATTENTION_BYTES
-    wanted = "eager" if fits or not getattr(inner, "_supports_sdpa", False) else "sdpa"
-    if wanted != current:
-        inner.set_attn_implementation(wanted)
-    return wanted
+    return "eager" if fits or not getattr(inner, "_supports_sdpa", False) else "sdpa"
+
+
+@contextmanager
+def attention(model, rows: int, width: int, device) -> Iterator[None]:
+    """The forward pass of one micro-batch under `choose_attention`'s implementation; the model's own is put
+    back afterwards (a switch costs about 2 ms), so a trained model leaves the loop as it came in."""
+    inner = getattr(model, "module", model)
+    wanted = choose_attention(model, rows, width, device)
+    current = getattr(getattr(inner, "config", None), "_attn_implementation", None)
+    if wanted is None or wanted == current:
+        yield
+        return
+    inner.set_attn_implementation(wanted)
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation(current)
 
 
 def global_batch(n: int, step: int, steps_per_epoch: int, size: int, seed: int) -> list[int]:
