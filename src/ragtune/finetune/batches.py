@@ -81,8 +81,8 @@ def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool =
 
 
 def choose_attention(model, rows: int, width: int, device) -> str | None:
-    """"eager" for a CPU micro-batch whose kept attention scores fit `EAGER_ATTENTION_BYTES`, else "sdpa"; None
-    (leave the model as it is) off CPU or for a model on neither of these two."""
+    """The attention a micro-batch runs: "eager" on CPU while its kept scores fit `EAGER_ATTENTION_BYTES`, else
+    "sdpa"; None (leave the model as it is) off CPU or for a model set to neither of these two."""
     inner = getattr(model, "module", model)  # DDP wraps the model
     config = getattr(inner, "config", None)
     if torch.device(device).type != "cpu" or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
