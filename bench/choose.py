@@ -3,7 +3,7 @@
     python bench/choose.py squad-mini   # knowledge QA, no training file (synthesised from the paragraphs)
     python bench/choose.py tfhub        # a narrow task with its own training split
 
-A thin caller of `ragtune choose` (ragtune.evaluate.choose.Choice): no flag or setting of its own beyond the
+A thin caller of `ragtune choose` (ragtune.choose.Choice): no flag or setting of its own beyond the
 constraints a user of each task would state. Resumes like the command does (runs/choose/<task>).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-from ragtune.evaluate.choose import Choice  # noqa: E402
+from ragtune.choose import Choice  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

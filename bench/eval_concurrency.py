@@ -52,9 +52,9 @@ def stub_server(delay_s: float) -> ThreadingHTTPServer:
 
 def run(args) -> None:
     from ragtune.config import load_settings
-    from ragtune.evaluate.parallel import answer_many
     from ragtune.evaluate.qa import load_squad
     from ragtune.index.knowledge_base import KnowledgeBase
+    from ragtune.parallel import answer_many
     from ragtune.rag import RAG
 
     server = stub_server(args.delay_ms / 1000)
@@ -79,7 +79,7 @@ def run(args) -> None:
     ratio = best[1] / best[8]
     print(f"concurrency 1: {best[1]:.2f} s, 8: {best[8]:.2f} s, speed-up {ratio:.2f}x, identical: {same}")
     text = (f"{len(questions)} squad-mini questions through `RAG(kb).ask` (hybrid retrieval, prompt, "
-            "OpenAI-compatible generator) run by `ragtune.evaluate.parallel.answer_many`, against a stub "
+            "OpenAI-compatible generator) run by `ragtune.parallel.answer_many`, against a stub "
             f"endpoint on loopback (in a network namespace) that takes {args.delay_ms} ms per reply and handles "
             f"requests in parallel, as a batching GPU server does; best of {args.rounds} interleaved rounds. Other "
             "agents were running on the machine.\n\n| generator.concurrency | wall time s | answers identical to "

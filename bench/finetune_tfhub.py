@@ -2,7 +2,7 @@
 
     python bench/finetune_tfhub.py [--data ../shared/data/tfhub-apibench] [--epochs 2] [--out runs/tfhub]
 
-Split: eval.jsonl shuffled with seed 0 into 80/10/10 % train/validation/test (ragtune.finetune.apibench).
+Split: eval.jsonl shuffled with seed 0 into 80/10/10 % train/validation/test (ragtune.evaluate.apibench).
 Accuracy: share of test items whose generated reply scores 1 under the `call` metric against the gold api_call
 (ragtune.evaluate.scorers, the one `ragtune eval` uses). Both models get the same prompt
 (system line + instruction, the model's chat template) and decode greedily; both load through
@@ -23,10 +23,10 @@ from transformers import StoppingCriteria
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
+from ragtune.evaluate.apibench import load_apibench  # noqa: E402
 from ragtune.evaluate.calls import call_closed, first_call  # noqa: E402
 from ragtune.evaluate.scorers import get_metric  # noqa: E402
 from ragtune.finetune import finetune  # noqa: E402
-from ragtune.finetune.apibench import load_apibench  # noqa: E402
 from ragtune.models.loading import load_model_and_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def main() -> None:
     body = f"""
 Task: instruction → TF Hub API call (Gorilla APIBench `eval.jsonl`, {sum(sizes.values())} items), split with
 seed {args.seed} into train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}
-(`ragtune.finetune.apibench.load_apibench`). Accuracy = share of test items whose reply scores 1 under the
+(`ragtune.evaluate.apibench.load_apibench`). Accuracy = share of test items whose reply scores 1 under the
 `call` metric against the gold `api_call` (the first call to the same function, compared as a syntax tree:
 `ragtune.evaluate.scorers`, as `ragtune eval`), same prompt for both, greedy decoding up to
 {args.max_new_tokens} new tokens (stopped once the reply's first call is closed).

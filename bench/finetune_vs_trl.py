@@ -43,7 +43,7 @@ def dropout() -> float:
 
 
 def splits(steps: int):
-    from ragtune.finetune.apibench import load_apibench
+    from ragtune.evaluate.apibench import load_apibench
 
     data = load_apibench(DATA)
     return data["train"][:steps * BATCH], data["validation"][:N_VAL]

@@ -64,7 +64,8 @@ def main() -> None:
     from ragtune.cli.ask import DEMO_QUESTIONS, SAMPLE_KB
     from ragtune.config import GeneratorSettings
     from ragtune.models import ort
-    from ragtune.models.loading import load_generator, load_model_and_tokenizer
+    from ragtune.models.backends import load_generator
+    from ragtune.models.loading import load_model_and_tokenizer
     from ragtune.models.prompts import rag_messages
     from ragtune.types import Hit
 

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from choose import REPO, squad_split  # noqa: E402
+from ragtune import metrics as M  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
-from ragtune.evaluate import metrics as M  # noqa: E402
 from ragtune.evaluate.qa import QAItem, QASet  # noqa: E402
 
 RUNS = REPO / "runs" / "generation_quality"

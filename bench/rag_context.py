@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from choose import RUNS, squad_split  # noqa: E402
+from ragtune import metrics as M  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
-from ragtune.evaluate import metrics as M  # noqa: E402
 from ragtune.evaluate.scoring import strip_citations  # noqa: E402
 
 SETTINGS = (0, 5, 3, 2)  # 0 = whole passages
@@ -27,7 +27,7 @@ def main() -> None:
     from rich.progress import track
 
     from ragtune.index.knowledge_base import KnowledgeBase
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
     from ragtune.rag import RAG
 
     qa, train, _, _ = squad_split()

@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
-from ragtune.evaluate.metrics import recall_at_k, reciprocal_rank  # noqa: E402
 from ragtune.evaluate.qa import load_squad as squad_qa  # noqa: E402
 from ragtune.index.knowledge_base import KnowledgeBase  # noqa: E402
 from ragtune.index.migrate import migrate  # noqa: E402
+from ragtune.metrics import recall_at_k, reciprocal_rank  # noqa: E402
 from ragtune.types import Document  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.models.base import Generator
+
 DOCS = {
     "zorblax.md": "# Zorblax 3000\n\nThe Zorblax 3000 kettle boils water in 42 seconds. "
                   "Its warranty lasts seven years when registered at the Quillon office.\n",
@@ -21,8 +23,8 @@ DOCS = {
 }
 
 
-class CitingGenerator:
-    """A deterministic Generator (the real protocol): repeats the first sentence of passage [1] and cites it.
+class CitingGenerator(Generator):
+    """A deterministic Generator (the real base class): repeats the first sentence of passage [1] and cites it.
 
     Random tiny models never write "[1]"; this one does, so citation handling is tested end to end
     through the real RAG prompt → answer → citation mapping.

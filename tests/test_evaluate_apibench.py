@@ -7,10 +7,11 @@ import json
 import pytest
 
 from ragtune.config import Settings
+from ragtune.evaluate.apibench import load_apibench
+from ragtune.evaluate.gold import check_gold
 from ragtune.evaluate.qa import api_doc_source, load_qa
 from ragtune.evaluate.runner import evaluate
-from ragtune.evaluate.scorers import check_gold, get_metric
-from ragtune.finetune.apibench import load_apibench
+from ragtune.evaluate.scorers import get_metric
 from ragtune.types import Answer
 from test_evaluate_runner import MemoryKB  # the same in-memory retriever as the runner's tests
 

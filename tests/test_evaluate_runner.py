@@ -12,6 +12,7 @@ import pytest
 
 from ragtune.config import Settings
 from ragtune.evaluate.runner import evaluate
+from ragtune.models.base import Generator
 from ragtune.types import Answer, Hit
 
 FACTS = {  # title → paragraphs; each question's answer is the capitalised word its paragraph adds
@@ -42,7 +43,7 @@ class MemoryKB:
         return [Hit(text=t, source=s, score=float(len(_words(query) & _words(t)))) for s, t in scored[:k]]
 
 
-class Reader:
+class Reader(Generator):
     """'Reads' the top passage: answers with the capitalised words it adds to the question; else abstains."""
 
     name = "reader"
@@ -227,7 +228,7 @@ def test_generator_concurrency_reaches_eval_and_keeps_answers_and_order(squad_fo
     import threading
     import time as _time
 
-    class Endpoint:
+    class Endpoint(Generator):
         name = "endpoint"
 
         def __init__(self):

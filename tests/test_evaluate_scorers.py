@@ -1,4 +1,4 @@
-"""The named metrics against hand-computed cases, the metric registry, inference and the gold-vs-gold check."""
+"""The named metrics against hand-computed cases, the metric registry and inference."""
 
 import json
 import sys
@@ -7,7 +7,7 @@ import pytest
 
 from ragtune.errors import InputError
 from ragtune.evaluate import scorers as S
-from ragtune.evaluate.qa import QAItem, QASet, load_qa
+from ragtune.evaluate.qa import load_qa
 
 
 @pytest.mark.parametrize("name,prediction,answers,expected", [
@@ -115,45 +115,6 @@ def test_custom_scorer_results_checked(user_module):
 def test_infer_metric(answers, choices, name, reason):
     got, why = S.infer_metric(answers, choices)
     assert got == name and reason in why
-
-
-def _qa(*items, name="qa"):
-    return QASet(name, list(items))
-
-
-def test_check_gold_passes_and_names_failing_lines():
-    ok = _qa(QAItem("1", "Load yamnet", ["hub.load('https://tfhub.dev/google/yamnet/1')"], metadata={"line": 1}))
-    S.check_gold(ok, "call")
-    bad = _qa(QAItem("1", "Load yamnet", ["hub.load('x')"], metadata={"line": 1}),
-              QAItem("2", "Load a model", ["the yamnet model"], metadata={"line": 2}),
-              QAItem("3", "Another", ["not a call either"], metadata={"line": 3}), name="mine")
-    with pytest.raises(InputError) as e:
-        S.check_gold(bad, "call")
-    msg = str(e.value)
-    assert "mine: 2 problem(s)" in msg and "line 2: gold answer 'the yamnet model' does not score 1" in msg
-    assert "line 3" in msg and "line 1" not in msg and "\n" not in msg
-
-
-def test_check_gold_questions_empty_or_duplicated():
-    qa = _qa(QAItem("a", " ", ["x"]), QAItem("b", "Who?", ["Ann"]), QAItem("b", "What?", ["x"]),
-             QAItem("c", "who", ["Ann"]), QAItem("d", "Who?", ["Bob"]))
-    msg = str(pytest.raises(InputError, S.check_gold, qa, "f1").value)
-    assert "id a: the question is empty" in msg and "id b: id 'b' is used twice" in msg
-    assert "id c: the same question and answers as id b" in msg and "id d" not in msg  # other gold: allowed
-    S.check_gold(qa, "f1", questions=False)  # only the gold answers
-
-
-def test_check_gold_regex_and_json():
-    S.check_gold(_qa(QAItem("1", "Year?", [r"^\d{4}$"])), "regex")  # a pattern need not match itself
-    with pytest.raises(InputError, match="not a valid regular expression"):
-        S.check_gold(_qa(QAItem("1", "Year?", ["(19"])), "regex")
-    with pytest.raises(InputError, match="does not score 1 against itself under metric 'json'"):
-        S.check_gold(_qa(QAItem("1", "Q?", ["{not json"])), "json")
-
-
-def test_contains_gold_that_normalises_to_nothing_fails_the_check():
-    with pytest.raises(InputError, match="'The' does not score 1"):
-        S.check_gold(_qa(QAItem("1", "Article?", ["The"])), "contains")
 
 
 def test_jsonl_metric_declared_inferred_and_overridden(tmp_path):

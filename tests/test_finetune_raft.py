@@ -8,10 +8,9 @@ import re
 import pytest
 
 from ragtune.config import Settings
-from ragtune.finetune.data import Example
 from ragtune.finetune.raft import holds_answer, natural_share, raft_examples
 from ragtune.rag import RAG
-from ragtune.types import Hit
+from ragtune.types import Example, Hit
 
 WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "jasper", "kelp",
          "lagoon", "marble", "nectar", "onyx", "pumice", "quartz", "russet", "sienna", "topaz"]

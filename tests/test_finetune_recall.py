@@ -18,7 +18,7 @@ def test_default_settings_teach_four_facts_from_24_examples(tmp_path):
     import ragtune
     from ragtune.config import FinetuneSettings
     from ragtune.finetune.train import FineTuner
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
 
     data = tmp_path / "facts.jsonl"
     data.write_text("".join(json.dumps({"question": p.format(a=a, c=c), "answer": f"The {a} of {c} is {v}."}) + "\n"

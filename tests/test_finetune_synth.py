@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from ragtune.cli.main import _register, app
+from ragtune.config import Settings
 from ragtune.finetune.data import load_examples
 from ragtune.finetune.synth import dedupe, extractive_pairs, llm_pairs, load_chunks, synthesize
 from ragtune.types import Chunk
@@ -33,9 +34,9 @@ def _docs(tmp_path):
 
 
 def test_extractive_pairs_are_grounded_and_deterministic(tmp_path):
-    chunks = load_chunks(_docs(tmp_path))
+    chunks = load_chunks(_docs(tmp_path), Settings())
     pairs = synthesize(chunks, per_chunk=3, progress=False)
-    again = synthesize(load_chunks(tmp_path / "docs"), per_chunk=3, progress=False)
+    again = synthesize(load_chunks(tmp_path / "docs", Settings()), per_chunk=3, progress=False)
     assert [(p.question, p.answer) for p in pairs] == [(p.question, p.answer) for p in again]
     by_chunk = {c.id: c for c in chunks}
     for p in pairs:

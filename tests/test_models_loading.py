@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from ragtune.errors import ConfigError, ModelError
-from ragtune.models.loading import FALLBACK_CHAT_TEMPLATE, load_generator, load_model_and_tokenizer, resolve_model
+from ragtune.models.backends import load_generator
+from ragtune.models.loading import FALLBACK_CHAT_TEMPLATE, load_model_and_tokenizer, resolve_model
 
 
 def test_hf_folder_loads_with_its_chat_template(tiny_lm_dir):

@@ -10,8 +10,9 @@ import pytest
 pytest.importorskip("onnxruntime_genai")
 
 from ragtune.models import ort  # noqa: E402
+from ragtune.models.backends import load_generator  # noqa: E402
 from ragtune.models.generators import TransformersGenerator  # noqa: E402
-from ragtune.models.loading import load_generator, resolve_model  # noqa: E402
+from ragtune.models.loading import resolve_model  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the valve?"}]
 FREE = {"repeat_ngram": 0, "max_new_tokens": 24}  # no stop rule: compare the engines' raw greedy tokens
@@ -112,13 +113,15 @@ def test_missing_engine_falls_back_to_transformers_with_one_warning(tiny_lm_dir,
     assert len(warnings) == 1 and "onnxruntime-genai is not installed" in warnings[0] and "\n" not in warnings[0]
 
 
-def test_auto_backend_is_the_engine_on_cpu_and_transformers_elsewhere(tiny_lm_dir, engine):
-    from ragtune.models.loading import _use_engine
+def test_auto_backend_is_the_engine_on_cpu_and_transformers_elsewhere(tiny_lm_dir, engine, monkeypatch):
+    from ragtune.models import backends
 
-    assert _use_engine("auto", "cpu") and _use_engine("onnxruntime-genai", "cpu")
-    assert not _use_engine("auto", "cuda") and not _use_engine("transformers", "cpu")
+    assert set(backends.BACKENDS) == {"auto", "onnxruntime-genai", "transformers", "openai"}
     default = load_generator(str(tiny_lm_dir))  # defaults: auto backend, fp32
     assert isinstance(default, ort.OrtGenerator) and default.folder == engine.folder
+    monkeypatch.setattr(backends, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(backends, "transformers_model", lambda settings: f"transformers:{settings.model}")
+    assert load_generator(str(tiny_lm_dir)) == f"transformers:{tiny_lm_dir}"  # not the engine off the CPU
 
 
 @pytest.mark.integration

@@ -14,7 +14,7 @@ KEY = "sk-ragtune-test-key"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_embedder_dir, tiny_lm_dir):
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
 
     settings = make_settings(tiny_embedder_dir)
     kb = make_kb(tmp_path_factory.mktemp("openai") / "kb", settings)

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "KnowledgeBase": "ragtune.index.knowledge_base",
     "RAG": "ragtune.rag",
-    "load_generator": "ragtune.models.loading",
+    "load_generator": "ragtune.models.backends",
     "finetune": "ragtune.finetune.train",
     "FineTuner": "ragtune.finetune.train",
     "evaluate": "ragtune.evaluate.runner",
@@ -28,7 +28,7 @@ _PUBLIC = {
     "Citation": "ragtune.types",
     "Hit": "ragtune.types",
     "Document": "ragtune.types",
-    "Choice": "ragtune.evaluate.choose",
+    "Choice": "ragtune.choose",
     "Chunk": "ragtune.types",
 }
 
@@ -45,12 +45,12 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # for editors and type checkers
     from ragtune.advise import advise
+    from ragtune.choose import Choice
     from ragtune.config import Settings, load_settings
     from ragtune.errors import RagtuneError
-    from ragtune.evaluate.choose import Choice
     from ragtune.evaluate.runner import evaluate
     from ragtune.finetune.train import FineTuner, finetune
     from ragtune.index.knowledge_base import KnowledgeBase
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
     from ragtune.rag import RAG
     from ragtune.types import Answer, Chunk, Citation, Document, Hit

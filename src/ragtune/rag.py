@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ragtune.config import Settings, load_settings
+from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.index.compress import compress, content_words
-from ragtune.models.generators import Generator
+from ragtune.models.base import Generator
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
 from ragtune.types import Answer, Citation, Hit, Message
 
@@ -61,21 +61,17 @@ class RAG:
                  settings: Settings | None = None, *, instruction: str | None = None,
                  count_tokens: Callable[[str], int] | None = None) -> None:
         self.retriever = retriever
-        self.settings = settings or getattr(retriever, "settings", None) or load_settings()
+        # passed down by the caller; else the knowledge base's own, else the defaults (never re-read from files here)
+        self.settings = settings or getattr(retriever, "settings", None) or Settings()
         self.instruction = instruction
         self._generator = generator
         self._count_tokens = count_tokens  # None: the generator's tokenizer (RAFT passes the trained model's)
 
     @property
-    def kb(self) -> Retriever | None:
-        """The retriever under its older name (a KnowledgeBase, usually)."""
-        return self.retriever
-
-    @property
     def generator(self) -> Generator:
         # Loaded on first use, so an abstention never pays for loading a model.
         if self._generator is None:
-            from ragtune.models.loading import load_generator
+            from ragtune.models.backends import load_generator
 
             self._generator = load_generator(self.settings.generator)
         return self._generator
@@ -149,7 +145,7 @@ class RAG:
     def _fit_context(self, hits: list[Hit]) -> list[Hit]:
         """Keep passages in rank order while they fit ``rag.max_context_tokens``; the first one always goes in."""
         budget = self.settings.rag.max_context_tokens
-        count = self._count_tokens or getattr(self.generator, "count_tokens", None) or estimate_tokens  # endpoints
+        count = self._count_tokens or self.generator.count_tokens
         kept: list[Hit] = []
         used = 0
         for hit in hits:
@@ -214,8 +210,3 @@ def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation
     chosen = sorted(((s, n, h) for s, n, h in scored if s >= 0.8 * best), key=lambda t: (-t[0], t[1]))[:limit]
     return [Citation(n=n, source=h.source, text=h.text, score=h.score, inferred=True)
             for _, n, h in sorted(chosen, key=lambda t: t[1])]
-
-
-def estimate_tokens(text: str) -> int:
-    """A token count without a tokenizer (for endpoints)."""
-    return len(text) // 4 + 1  # about four characters per token for English

@@ -119,7 +119,7 @@ def show_answer(rag, question: str, k: int | None = None, stream: bool = True) -
         snippet = snippet[:100] + ("…" if len(snippet) > 100 else "")
         flag = " [yellow](inferred: the model gave no \\[n]; matched by shared words)[/]" if c.inferred else ""
         console.print(f"  [bold][{c.n}][/] [green]{escape(c.source)}[/]{flag}\n      [dim]{escape(snippet)}[/]")
-    if rag.kb is not None and not answer.citations and not answer.abstained:
+    if rag.retriever is not None and not answer.citations and not answer.abstained:
         console.print("[dim]  (no passage cited)[/]")
 
 

@@ -24,8 +24,8 @@ def choose_command(
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
     from ragtune.advise import read_answers
+    from ragtune.choose import Choice
     from ragtune.config import parse_assignments
-    from ragtune.evaluate.choose import Choice
 
     pairs = parse_assignments(set_)
     overrides = {k: v for k, v in pairs.items() if "." in k}

@@ -44,7 +44,7 @@ def eval_command(
     settings = load_settings(kb, overrides)
     judge_gen = None
     if judge:
-        from ragtune.models.loading import load_generator
+        from ragtune.models.backends import load_generator
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))

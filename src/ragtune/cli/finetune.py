@@ -175,9 +175,17 @@ def synth_cmd(
     per_chunk: int = typer.Option(2, "--per-chunk", help="sentences (extractive) or pairs (llm) per chunk"),
 ) -> None:
     """Generate question/answer pairs from documents, each keeping its source chunk."""
+    from ragtune.config import load_settings
     from ragtune.finetune.synth import load_chunks, synthesize, write_pairs
 
-    chunks = load_chunks(source)
-    pairs = synthesize(chunks, generator=generator, model=model, per_chunk=per_chunk)
+    settings = load_settings(overrides={"generator.model": model})
+    chunks = load_chunks(source, settings)
+    generate = None
+    if generator == "llm":
+        from ragtune.models.backends import load_generator
+
+        generate = load_generator(settings.generator)
+    pairs = synthesize(chunks, generator=generator, generate=generate, per_chunk=per_chunk,
+                       concurrency=settings.generator.concurrency)
     write_pairs(pairs, out)
     typer.echo(f"{len(pairs)} question/answer pairs from {len(chunks)} chunks → {out}")

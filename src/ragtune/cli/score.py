@@ -42,8 +42,9 @@ def read_predictions(path: Path) -> list[Row]:
 
 def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Row], list[float]]:
     """The metric (given or inferred), why, the rows and one score per row, after the gold-vs-gold check."""
+    from ragtune.evaluate.gold import check_gold
     from ragtune.evaluate.qa import QAItem, QASet
-    from ragtune.evaluate.scorers import check_gold, get_metric, infer_metric, metric_score
+    from ragtune.evaluate.scorers import get_metric, infer_metric, metric_score
 
     rows = read_predictions(path)
     if metric:

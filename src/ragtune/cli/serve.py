@@ -59,7 +59,7 @@ def serve(
         from ragtune.index.knowledge_base import KnowledgeBase
 
         knowledge_base = KnowledgeBase(kb_dir, settings)
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
 
     log.info("loading models", extra={"base": settings.generator.model, "finetuned": s.finetuned})
     base = load_generator(settings.generator)

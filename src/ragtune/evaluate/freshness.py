@@ -19,7 +19,7 @@ from ragtune.evaluate.scoring import headline_key, score
 from ragtune.types import Document
 
 if TYPE_CHECKING:
-    from ragtune.evaluate.runner import EvalRun
+    from ragtune.evaluate.run import EvalRun
 
 _NAMES = ["Zorvan Pellicott", "Maribel Okonkwo-Strand", "Tessaly Vormund", "Quillon Abernethy", "Idris Falkenrath",
           "Oriane Castellaw", "Bexley Morgenstrau", "Caspian Ildefonse"]

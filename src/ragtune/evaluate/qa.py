@@ -185,7 +185,7 @@ def load_apibench(folder: str | Path) -> QASet:
         source = key if key not in by_key else f"{key}#{len(by_key[key]) + 1}"
         by_key.setdefault(key, []).append(source)
         docs[source] = Document(source, text, {"api_name": rec.get("api_name", ""), "url": key})
-    from ragtune.finetune.apibench import instruction_of, system_prompt
+    from ragtune.evaluate.apibench import instruction_of, system_prompt
 
     items, rows = [], list(read_jsonl(folder / "eval.jsonl"))
     for n, row in rows:
@@ -195,7 +195,7 @@ def load_apibench(folder: str | Path) -> QASet:
         key = api_doc_source(row.get("api_data") or {"api_call": row["api_call"]})
         items.append(QAItem(f"api-{n}", question, [row["api_call"]], by_key.get(key, [key]), metadata={"line": n}))
     # the fine-tuning split (seeded 80/10/10 of eval.jsonl), so the test split is never trained on
-    from ragtune.finetune.apibench import load_apibench as finetune_splits
+    from ragtune.evaluate.apibench import load_apibench as finetune_splits
 
     split_of = {ex.line: name for name, exs in finetune_splits(folder).items() for ex in exs}
     for item in items:
@@ -236,8 +236,8 @@ def split_ids(qa: QASet, train: str | Path | None) -> set[str]:
     """Ids of the items whose question appears in a training file (questions compared normalised)."""
     if train is None:
         return set()
-    from ragtune.evaluate.metrics import normalize
-    from ragtune.finetune.apibench import instruction_of
+    from ragtune.evaluate.apibench import instruction_of
+    from ragtune.metrics import normalize
 
     seen = set()
     for _, row in read_jsonl(Path(train)):

@@ -6,33 +6,32 @@
     results["variants"]["rag"]["f1"]
 
 Split as a recipe: `setup` (questions, settings, knowledge base, contestants), `run_variant` (ask, score, summarise
-one contestant), `finish` (compare, write results.json and the report). Answers are appended to
+one contestant), `compare`, then the caller's ``annotate`` hook, `finish` (write results.json and the report). Answers are appended to
 ``out/predictions.jsonl`` as they come, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ragtune import metrics as M
 from ragtune.config import Settings, load_settings
 from ragtune.errors import InputError
-from ragtune.evaluate import metrics as M
-from ragtune.evaluate.parallel import iter_answers
+from ragtune.evaluate.gold import check_gold
 from ragtune.evaluate.qa import QAItem, QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
-from ragtune.evaluate.scorers import check_gold
-from ragtune.evaluate.scoring import generalisation, headline_key, score, summarise
-from ragtune.evaluate.store import PredictionLog, answer_setup, training_cost, write_json
-from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model, model_name
+from ragtune.evaluate.run import EvalRun, RagFactory
+from ragtune.evaluate.scoring import generalisation, headline_key, reach, score, summarise
+from ragtune.evaluate.store import PredictionLog, answer_setup, write_json
+from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, model_name
+from ragtune.finetune.report import training_cost
 from ragtune.index.stores import is_url
+from ragtune.parallel import iter_answers
 from ragtune.types import Answer
 
-RagFactory = Callable[..., Answerer]  # (retriever or None, generator, settings, instruction=...) -> .ask(q) -> Answer
 KBFactory = Callable[[Any, Settings, Any], Any]  # (folder or URL, settings, embedder or None) -> KnowledgeBase
 
 
@@ -69,40 +68,6 @@ def retrieval_quality(qa: QASet, kb: Any, k: int, depth: int = 10) -> tuple[dict
     out.update(n=len(gold), k=k, ci={name: list(M.bootstrap_ci(v)) for name, v in per.items()})
     out["recall@k"], out["mrr"] = out[f"recall@{k}"], out[f"mrr@{depth}"]
     return out, ranked
-
-
-@dataclass
-class EvalRun:
-    """Everything one evaluation needs, decided once by `setup`."""
-
-    qa: QASet
-    settings: Settings
-    out: Path
-    models: dict[str, Any]  # "base" / "finetuned" / "raft" -> a model spec or a Generator
-    kb: Any  # the Retriever, or None
-    wanted: list[str]
-    seen: set[str]
-    log: PredictionLog
-    seed: int = 0
-    judge: Any = None
-    rag_factory: RagFactory = default_rag
-    gens: dict[str, Any] = field(default_factory=dict)  # at most one model in memory, keyed like ``models``
-    per_variant: dict[str, list[dict]] = field(default_factory=dict)
-    ranked: dict[str, list[str]] = field(default_factory=dict)
-
-    def generator(self, which: str) -> Any:
-        if which not in self.gens:
-            self.gens.clear()  # one model in memory at a time, so each variant's peak RSS is its own
-            gc.collect()
-            self.gens[which] = load_model(self.models[which], self.settings)
-        return self.gens[which]
-
-    def answerer(self, variant: str, retriever: Any = None) -> Answerer:
-        """The contestant's answer path; ``retriever`` replaces the run's knowledge base (the freshness copy)."""
-        v = VARIANTS[variant]
-        instruction = {"instruction": self.qa.system} if self.qa.system else {}
-        return self.rag_factory((retriever or self.kb) if v.retrieval else None, self.generator(v.model),
-                                self.settings, **instruction)
 
 
 def setup(qa: str | Path | QASet, kb: Any, models: dict[str, Any], out: Path, settings: Settings, *,
@@ -149,15 +114,10 @@ def record(run: EvalRun, variant: str, item: QAItem, answer: Answer, latency: fl
     return rec
 
 
-def holds_gold(source: str, text: str, gold_sources: list[str], answers: list[str]) -> bool:
-    """A passage holds the answer: it comes from a gold source, or it contains a gold answer."""
-    return source in gold_sources or bool(M.contains(text, answers))
-
-
 def self_cited(answer: Answer, item: QAItem) -> float:
     """1 when the model itself wrote a [n] naming a passage that holds the answer (`holds_gold`); citations
     ragtune inferred from shared words do not count."""
-    return float(any(not c.inferred and holds_gold(c.source, c.text, item.gold_sources, item.answers)
+    return float(any(not c.inferred and M.holds_gold(c.source, c.text, item.gold_sources, item.answers)
                      for c in answer.citations))
 
 
@@ -188,6 +148,8 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     summary["resumed"] = len(records) - len(todo)
     cited = [r["scores"].get("self_cited") for r in records if r["scores"].get("self_cited") is not None]
     summary["self_cited"] = sum(cited) / len(cited) if cited else None
+    if VARIANTS[variant].retrieval:
+        summary["reach"] = reach(records)
     if run.seen:
         summary["generalisation"] = generalisation(records, run.qa.metric)
     run.per_variant[variant] = records
@@ -218,11 +180,13 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
              variants: list[str] | None = None, limit: int | None = None, seed: int = 0, split: str | None = None,
              train_qa: str | Path | None = None, freshness: bool = False, freshness_questions: int = 20,
              freshness_variants: list[str] | None = None, rag_factory: RagFactory = default_rag,
-             kb_factory: KBFactory | None = None, judge: Any = None, report: bool = True) -> dict:
+             kb_factory: KBFactory | None = None, judge: Any = None, report: bool = True,
+             annotate: Callable[[dict[str, Any]], None] | None = None) -> dict:
     """Evaluate the contestants on one QA set; returns the dict written to ``out/results.json``.
 
     ``raft``: an adapter trained with `ragtune finetune --raft`; ``judge``: an optional Generator (a bigger model
-    or endpoint) that also rates each RAG answer's groundedness.
+    or endpoint) that also rates each RAG answer's groundedness; ``annotate``: called with the compared results
+    before they are written, to add fields of its own (`choose` adds its advice there).
     """
     settings = settings or load_settings(kb if isinstance(kb, (str, Path)) else None)
     models = {"base": model if model is not None else settings.generator.model, "finetuned": finetuned,
@@ -241,6 +205,9 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
         results["freshness"] = freshness_test(run, [v for v in run.wanted if v in (freshness_variants or run.wanted)],
                                               kb_factory or open_knowledge_base, results["training"],
                                               n_changed=freshness_questions, n_new=max(1, freshness_questions // 4))
+    compare(run, results)
+    if annotate is not None:
+        annotate(results)
     return finish(run, results, report)
 
 
@@ -253,9 +220,7 @@ def compare(run: EvalRun, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish(run: EvalRun, results: dict[str, Any], report: bool = True) -> dict[str, Any]:
-    """Compare the contestants (unless done), then write results.json and the HTML report."""
-    if "comparisons" not in results:
-        compare(run, results)
+    """Write results.json and the HTML report."""
     write_json(run.out / "results.json", results)
     if report:
         from ragtune.evaluate.report import write_report

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ragtune.evaluate import metrics as M
+from ragtune import metrics as M
 from ragtune.evaluate.qa import QAItem
 from ragtune.evaluate.scorers import metric_score, strip_citations
 
-__all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "score", "strip_citations", "summarise"]
+__all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "reach", "score", "strip_citations",
+           "summarise"]
 
 TEXT_SCORES = ("em", "f1", "contains", "rouge_l")  # reported for every QA set, whatever its metric
 _KEYS = {"normalized": "em"}  # a metric stored under the key it had before it was named
@@ -116,3 +117,13 @@ def generalisation(records: list[dict], metric: str) -> dict[str, Any] | None:
             "held_out": {"score": means["held_out"], "n": len(groups["held_out"]),
                          "ci": list(M.bootstrap_ci(groups["held_out"]))},
             "gap": means["seen"] - means["held_out"]}
+
+
+def reach(records: list[dict]) -> float:
+    """The share of answers whose prompt held a passage with the answer (`holds_gold`: a gold source, or a
+    passage containing a gold answer); an abstained answer had none. Model-free evidence of what retrieval gave
+    the model, which separates settings when the scores cannot (a base model scoring 0 on a narrow task)."""
+    held = [not r["scores"].get("abstained")
+            and any(M.holds_gold(h["source"], h["text"], r["gold_sources"], r["answers"]) for h in r["hits"])
+            for r in records]
+    return sum(held) / len(held) if held else 0.0

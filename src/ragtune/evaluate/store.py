@@ -1,4 +1,4 @@
-"""What an evaluation keeps on disk: the answer log (for resuming), results.json (atomic), the training cost."""
+"""What an evaluation keeps on disk: the answer log (for resuming) and results.json (atomic)."""
 
 from __future__ import annotations
 
@@ -110,43 +110,3 @@ def _clean(value: Any) -> Any:
 def write_json(path: Path, data: Any) -> None:
     """Write then rename, so a reader never sees half a file."""
     atomic_write_json(path, _clean(data))
-
-
-# Names the training report may give the same figure; the first one present wins.
-_SECONDS = ("train_seconds", "training_seconds", "training_time_s", "train_time_s", "wall_seconds", "seconds",
-            "train_runtime", "elapsed_s")
-_TOKENS = ("train_tokens", "tokens_seen", "tokens", "total_tokens", "trained_tokens", "num_tokens")
-_EXAMPLES = ("train_examples", "n_train", "examples", "num_examples")
-_REPORT_NAMES = ("training_report.json", "train_report.json", "report.json", "training.json")
-
-
-def _find(data: Any, names: tuple[str, ...]) -> Any:
-    if isinstance(data, dict):
-        for name in names:
-            if isinstance(data.get(name), (int, float)):
-                return data[name]
-        for value in data.values():
-            found = _find(value, names)
-            if found is not None:
-                return found
-    return None
-
-
-def training_cost(finetuned: Any) -> dict | None:
-    """Training time, tokens and examples from the fine-tuning run's report JSON, when one can be found."""
-    if not isinstance(finetuned, (str, Path)) or not Path(finetuned).is_dir():
-        return None
-    folder = Path(finetuned)
-    for candidate in [folder / n for n in _REPORT_NAMES] + [folder.parent / n for n in _REPORT_NAMES]:
-        if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, OSError):
-                continue
-            seconds, tokens = _find(data, _SECONDS), _find(data, _TOKENS)
-            if seconds is None and tokens is None:
-                continue
-            return {"seconds": seconds, "tokens": tokens, "examples": _find(data, _EXAMPLES),
-                    "tokens_per_second": (tokens / seconds) if seconds and tokens else None,
-                    "report": str(candidate)}
-    return None

@@ -44,7 +44,7 @@ def load_model(spec: Any, settings: Settings) -> Generator:
     """A generator from a spec (alias, folder, adapter folder) or a generator object passed through."""
     if not isinstance(spec, (str, Path)):
         return spec
-    from ragtune.models.loading import load_generator
+    from ragtune.models.backends import load_generator
 
     return load_generator(settings.model_copy(update={"generator": settings.generator.model_copy(
         update={"model": str(spec)})}))

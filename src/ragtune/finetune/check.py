@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.finetune.data import Example, read_rows
+from ragtune.finetune.data import read_rows
+from ragtune.types import Example
 
 SIZE_LITTLE, SIZE_MODEST = 100, 1000
 _HASHES, _BANDS = 64, 16

@@ -15,43 +15,17 @@ import io
 import json
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.types import Example
 
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 ROLES = {"system", "user", "assistant"}
 MAX_DATASET_MB = 2048  # one dataset file is read whole; beyond this, split it
-
-
-@dataclass
-class Example:
-    """One training example: a chat (the assistant turns are the answer) or raw text."""
-
-    messages: list[dict[str, str]] = field(default_factory=list)
-    text: str | None = None  # raw text for continued pre-training (then messages is empty)
-    source: str = ""
-    line: int = 0  # 1-based line (JSONL), row (CSV, header = 1) or 0 for documents
-    gold_source: str | None = None  # the row's "source" (or first of "gold_sources"): the passage holding the answer
-
-    @property
-    def prompt(self) -> str:
-        """Everything the model is given (all turns but the last answer), as plain text."""
-        if self.text is not None:
-            return ""
-        return "\n".join(m["content"] for m in self.messages[:-1])
-
-    @property
-    def answer(self) -> str:
-        if self.text is not None:
-            return self.text
-        return self.messages[-1]["content"] if self.messages else ""
-
-    def where(self) -> str:
-        return f"{self.source}:{self.line}" if self.line else self.source
 
 
 @dataclass

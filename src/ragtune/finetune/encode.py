@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ragtune.finetune.data import Example
 from ragtune.models.loading import ensure_chat_template  # noqa: F401  (one template; re-exported for training)
+from ragtune.types import Example
 
 IGNORE = -100
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from ragtune.config import RaftSettings, Settings
 from ragtune.errors import InputError
-from ragtune.evaluate.metrics import normalize
-from ragtune.finetune.data import Example
-from ragtune.rag import RAG, Retriever, estimate_tokens
-from ragtune.types import Hit
+from ragtune.metrics import holds_gold, normalize
+from ragtune.models.base import estimate_tokens
+from ragtune.rag import RAG, Retriever
+from ragtune.types import Example, Hit
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -116,8 +116,6 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
 def retrieved(hits: list[Hit], gold: Hit | None, example: Example) -> bool:
     """The retriever's own top passages hold the answer, as evaluation counts it (`holds_gold`: the gold
     passage's source, or a passage containing the answer)."""
-    from ragtune.evaluate.runner import holds_gold
-
     return gold is not None and any(holds_gold(h.source, h.text, [gold.source], [example.answer]) for h in hits)
 
 

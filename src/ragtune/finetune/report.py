@@ -1,5 +1,9 @@
 """What a run tells its user: training_report.json, loss.png and model_card.md.
 
+The report's schema is kept here, written by `write_report` and read back by `read_report` and `training_cost`
+(what evaluation and `choose` take from it): top-level ``seconds``, ``tokens``, ``steps``, ``stopped_early``,
+``warnings``, and ``data.train_examples``.
+
 Generalisation gap = validation loss − train loss, both measured the same way (mean loss per answer
 token, in eval mode) at the best checkpoint. Overfitting is flagged when validation loss ends
 ``overfit_ratio`` times above its best while train loss kept falling, or when validation loss is
@@ -8,10 +12,13 @@ token, in eval mode) at the best checkpoint. Overfitting is flagged when validat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ragtune.atomic import atomic_open, atomic_write_json
+
+REPORT_FILE = "training_report.json"
 
 
 def build_report(history: list[dict[str, Any]], evals: list[dict[str, Any]], info: dict[str, Any],
@@ -50,8 +57,32 @@ def build_report(history: list[dict[str, Any]], evals: list[dict[str, Any]], inf
     }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_json(path, data)
+def write_report(folder: Path, report: dict[str, Any]) -> Path:
+    """``folder/training_report.json``, atomically."""
+    atomic_write_json(Path(folder) / REPORT_FILE, report)
+    return Path(folder) / REPORT_FILE
+
+
+def read_report(folder: str | Path) -> dict[str, Any] | None:
+    """The report a training run wrote into ``folder``; None when there is none (not trained by ragtune, or not
+    finished)."""
+    path = Path(folder) / REPORT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def training_cost(folder: Any) -> dict[str, Any] | None:
+    """Training time, tokens and examples of the run that made a model folder, when ragtune trained it."""
+    report = read_report(folder) if isinstance(folder, (str, Path)) and Path(folder).is_dir() else None
+    if report is None:
+        return None
+    seconds, tokens = report.get("seconds"), report.get("tokens")
+    return {"seconds": seconds, "tokens": tokens, "examples": (report.get("data") or {}).get("train_examples"),
+            "tokens_per_second": tokens / seconds if seconds and tokens else None,
+            "report": str(Path(folder) / REPORT_FILE)}
 
 
 def plot_losses(report: dict[str, Any], path: Path) -> None:

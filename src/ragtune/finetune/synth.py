@@ -4,7 +4,7 @@ Generators, picked by name:
   extractive  deterministic, no model: per chunk, the most informative sentences become a cloze item
               ("Fill in the blank: ... ____ ...", answer = a number, name or rare term of the sentence)
               and a fact question ("What does <source> say about <term>?", answer = the sentence).
-  llm         a chat model (``ragtune.models.loading.load_generator``: a local model or an
+  llm         a chat model (a Generator: a local model or an
               OpenAI-compatible endpoint) asked for JSON pairs answerable from the chunk alone;
               pairs whose answer is not supported by the chunk's words are dropped.
 Every pair keeps its source, chunk id and chunk text, so evaluation can test for leakage. Pairs are
@@ -17,12 +17,14 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ragtune.atomic import atomic_write
-from ragtune.config import ChunkingSettings, load_settings
+from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.finetune.check import near_duplicate_pairs, normalise
+from ragtune.models.generators import Generator
+from ragtune.parallel import iter_answers
 from ragtune.types import Chunk
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -111,55 +113,46 @@ def dedupe(pairs: list[QAPair], threshold: float = 0.9) -> list[QAPair]:
     return [p for i, p in enumerate(unique) if i not in drop]
 
 
-def load_chunks(path: str | Path, settings: ChunkingSettings | None = None) -> list[Chunk]:
-    """Chunks of a knowledge-base folder (as stored) or of documents (chunked now with ``[chunking]``, no overlap,
-    so that no sentence is asked about twice)."""
+def load_chunks(path: str | Path, settings: Settings) -> list[Chunk]:
+    """Chunks of a knowledge-base folder or URL (as stored) or of documents (chunked now with ``[chunking]``, no
+    overlap, so that no sentence is asked about twice)."""
     from ragtune.index.stores import is_url
 
-    if is_url(path):  # a knowledge base in PostgreSQL
+    if is_url(path) or ((Path(path) / "manifest.json").is_file() and (Path(path) / "lance").is_dir()):
         from ragtune.index.knowledge_base import KnowledgeBase
 
-        return _kb_chunks(KnowledgeBase(path))
-    path = Path(path)
-    if (path / "manifest.json").is_file() and (path / "lance").is_dir():
-        from ragtune.index.knowledge_base import KnowledgeBase
-
-        return _kb_chunks(KnowledgeBase(path))
+        return kb_chunks(KnowledgeBase(path, settings=settings))
     from ragtune.documents import Chunker, iter_files, load
 
-    chunking = (settings or load_settings().chunking).model_copy(update={"overlap_tokens": 0})
+    chunking = settings.chunking.model_copy(update={"overlap_tokens": 0})
     chunker, chunks = Chunker.from_settings(chunking), []
-    for file, source in iter_files([path]):
+    for file, source in iter_files([Path(path)]):
         chunks += chunker(load(file, source))
     if not chunks:
         raise InputError(f"{path}: no text found; pass a knowledge-base folder or documents (txt, md, html, pdf, docx)")
     return chunks
 
 
-def _kb_chunks(kb) -> list[Chunk]:
-    """A knowledge base's chunks as stored (any store: `chunks` is part of the VectorStore protocol)."""
+def kb_chunks(kb: Any) -> list[Chunk]:
+    """An open knowledge base's chunks as stored (any store: `chunks` is part of the VectorStore protocol)."""
     return sorted(kb.store.chunks(), key=lambda c: (c.source, c.position))
 
 
-def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", model: str | None = None,
-               per_chunk: int = 2, progress: bool = True) -> list[QAPair]:
-    """QA pairs from chunks with the named generator, de-duplicated."""
+def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", generate: Generator | None = None,
+               per_chunk: int = 2, concurrency: int = 1, progress: bool = True) -> list[QAPair]:
+    """QA pairs from chunks with the named generator, de-duplicated. ``llm`` asks ``generate`` (a Generator),
+    ``concurrency`` chunks at once (an endpoint answers several requests together)."""
     from tqdm.auto import tqdm
 
-    chunks, concurrency = list(chunks), 1
+    chunks = list(chunks)
     if generator == "extractive":
         make = lambda c: extractive_pairs(c, per_chunk)  # noqa: E731
-    elif generator == "llm":
-        from ragtune.config import load_settings
-        from ragtune.models.loading import load_generator
-
-        generate = load_generator(model) if model else load_generator()
+    elif generator == "llm" and generate is not None:
         make = lambda c: llm_pairs(c, generate, per_chunk)  # noqa: E731
-        concurrency = load_settings().generator.concurrency  # requests in flight to an endpoint
+    elif generator == "llm":
+        raise InputError("generator 'llm': needs a model; pass --model or configure [generator]")
     else:
         raise InputError(f"generator '{generator}': unknown; use extractive or llm")
-    from ragtune.evaluate.parallel import iter_answers
-
     bar = tqdm(chunks, desc=f"synth ({generator})", unit="chunk", disable=not progress)
     pairs = [p for made in iter_answers(make, bar, concurrency) for p in made]  # in chunk order at any concurrency
     return dedupe(pairs)

@@ -31,14 +31,15 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save
 
 from ragtune.atomic import atomic_write
-from ragtune.config import FinetuneSettings, Settings, load_settings
+from ragtune.config import FinetuneSettings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
 from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss, train_probe
-from ragtune.finetune.data import Example, dataset_hash, load_examples, split_examples
+from ragtune.finetune.data import dataset_hash, load_examples, split_examples
 from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
 from ragtune.hardware import bf16_native
+from ragtune.types import Example
 
 # Learning rate when the settings leave it unset: LoRA adapters start at zero and need a larger step than
 # full fine-tuning, which moves pretrained weights (1e-3 would wreck them).
@@ -133,8 +134,11 @@ def finetune(dataset: str | Path | list[Example], model: str | None = None, out:
              method: str | None = None, validation: str | Path | list[Example] | None = None, resume: bool = False,
              **hyperparameters: Any) -> FineTuneResult:
     """Fine-tune ``model`` on ``dataset`` and write the result to ``out``; keyword arguments are
-    ``[finetune]`` settings (epochs, learning_rate, batch_size, max_seq_tokens, lora_r, ...)."""
-    return FineTuner(model, method=method, **hyperparameters).fit(dataset, validation=validation, out=out,
+    ``[finetune]`` settings (epochs, learning_rate, batch_size, max_seq_tokens, lora_r, ...). Unset, the model
+    and settings are those of ragtune.toml / RAGTUNE_* (generator.model, [finetune]), never a second default."""
+    loaded = load_settings()
+    return FineTuner(model or loaded.generator.model, method=method, settings=loaded.finetune,
+                     **hyperparameters).fit(dataset, validation=validation, out=out,
                                                                   resume=resume)
 
 
@@ -156,12 +160,9 @@ def plan_run(n_train: int, s: FinetuneSettings, world: int) -> Plan:
 class FineTuner:
     """A model spec plus settings; ``fit`` trains on a dataset and saves a loadable folder."""
 
-    def __init__(self, model: str | None = None, method: str | None = None, settings: FinetuneSettings | None = None,
+    def __init__(self, model: str, method: str | None = None, settings: FinetuneSettings | None = None,
                  device: str = "cpu", **overrides: Any):
-        # None: the value from ragtune.toml / RAGTUNE_* (generator.model, finetune.method), never a second default
-        loaded = load_settings() if settings is None or model is None else Settings()
-        base_settings = settings or loaded.finetune
-        model = model or loaded.generator.model
+        base_settings = settings or FinetuneSettings()  # the caller's settings, passed down (never re-read here)
         try:
             self.settings = FinetuneSettings.model_validate({**base_settings.model_dump(),
                                                              **({"method": method} if method else {}), **overrides})
@@ -308,7 +309,7 @@ class FineTuner:
         if acc.is_main_process:
             unwrapped.eval()
             base.save_model(unwrapped, run.tokenizer, out, self.model_spec, s.method)
-            report.write_json(out / "training_report.json", rep)
+            report.write_report(out, rep)
             report.plot_losses(rep, out / "loss.png")
             card = report.model_card(rep)
             (out / "model_card.md").write_text(card, encoding="utf-8")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ragtune.models.base import Generator
 from ragtune.types import Message
 
 
@@ -69,10 +70,8 @@ def cut_at_stop(text: str, stops: Iterable[str]) -> int | None:
     return min(found) if found else None
 
 
-class LocalGenerator:
+class LocalGenerator(Generator):
     """What both local backends share; a subclass implements ``_tokens``."""
-
-    name: str
 
     def __init__(self, tokenizer: Any, *, name: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  eos_ids: Iterable[int] = (), repeat_ngram: int = 6, stop: Iterable[str] = ()) -> None:
@@ -88,6 +87,7 @@ class LocalGenerator:
         self.last_stats: dict[str, Any] = {}
 
     def count_tokens(self, text: str) -> int:
+        """Exact: the model's own tokenizer."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:

@@ -1,4 +1,4 @@
-"""Generator protocol (chat messages → text or a token stream) and its backends.
+"""The Generator backends (chat messages → text or a token stream; the base class is models/base.py).
 
 - ``OrtGenerator`` (models/ort.py): the compiled engine, onnxruntime-genai; the default on CPU.
 - ``TransformersGenerator``: a local causal LM run by transformers (the reference, and the GPU path).
@@ -6,7 +6,7 @@
 
 Both local backends share one decoding loop (models/decoding.py): the same prompt ids, stop rules and text.
 
-Build them with `ragtune.models.loading.load_generator`, which picks the backend by name.
+Build them with `ragtune.models.backends.load_generator`, which picks the backend by name.
 """
 
 from __future__ import annotations
@@ -15,26 +15,12 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Iterator
 
 from ragtune.errors import ModelError
+from ragtune.models.base import Generator
 from ragtune.models.decoding import LocalGenerator
 from ragtune.types import Message
-
-
-@runtime_checkable
-class Generator(Protocol):
-    name: str
-
-    def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
-                 temperature: float | None = None) -> str:
-        """The whole reply."""
-        ...
-
-    def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
-               temperature: float | None = None) -> Iterator[str]:
-        """The reply as text pieces, as they are produced."""
-        ...
 
 
 class TransformersGenerator(LocalGenerator):
@@ -147,7 +133,7 @@ def _retry_delay(response: Any, backoff: float) -> float:
         return backoff
 
 
-class OpenAIChatGenerator:
+class OpenAIChatGenerator(Generator):
     """Any OpenAI-compatible chat endpoint, over plain HTTP (httpx); streams server-sent events."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_new_tokens: int = 256,

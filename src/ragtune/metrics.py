@@ -100,6 +100,11 @@ def is_abstention(text: str, abstained: bool = False) -> bool:
     return abstained or not text.strip() or bool(_ABSTAIN.search(text))
 
 
+def holds_gold(source: str, text: str, gold_sources: Sequence[str], answers: Sequence[str]) -> bool:
+    """A passage holds the answer: it comes from a gold source, or it contains a gold answer."""
+    return source in gold_sources or bool(contains(text, answers))
+
+
 def recall_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
     """1.0 when any gold source is among the first k retrieved sources."""
     return float(bool(set(retrieved[:k]) & set(gold)))

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ragtune.evaluate import metrics as M
+from ragtune import metrics as M
 
 
 def test_normalize_squad_rules():

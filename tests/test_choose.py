@@ -14,8 +14,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from ragtune.choose import Choice, answer_cap, best_trial, shaped, split_questions
 from ragtune.config import Settings
-from ragtune.evaluate.choose import answer_cap, best_trial, reach, shaped, split_questions
 from ragtune.evaluate.qa import QAItem, QASet
 from ragtune.finetune.synth import QAPair
 from ragtune.models.loading import resolve_model
@@ -62,22 +62,6 @@ def test_split_keeps_dev_and_test_apart_and_uses_declared_splits():
     assert {it.metadata["split"] for it in declared.test} == {"test"} and len(declared.train) == 34
     assert answer_cap([QAItem("1", "q", ["Zembla"])]) == 24
     assert answer_cap([QAItem("1", "q", ["x" * 400])]) == 168  # 101 tokens * 1.5 + 16
-
-
-def test_reach_counts_prompts_holding_the_answer_and_never_an_abstained_one(tmp_path):
-    def row(answer, hits, abstained=False, gold=()):
-        return json.dumps({"setup": "s2", "answers": [answer], "gold_sources": list(gold), "scores": {"abstained": abstained},
-                           "hits": [{"source": s, "text": t} for s, t in hits]})
-
-    log = tmp_path / "predictions.jsonl"
-    log.write_text("\n".join([
-        json.dumps({"setup": "s1", "answers": ["x"], "gold_sources": [], "scores": {}, "hits": []}),  # older settings
-        row("Zembla", [("a.txt", "The capital is Zembla.")]),  # the answer's text is in a passage
-        row("Quorra", [("b.txt", "Nothing here.")], gold=["b.txt"]),  # the gold source is in the prompt
-        row("Morbek", [("c.txt", "The capital is Morbek.")], abstained=True),  # turned away: no prompt at all
-        row("Tarkin", [("d.txt", "Other words.")]),
-    ]) + "\n")
-    assert reach(log) == 0.5
 
 
 def test_synthetic_answers_are_shaped_like_the_tasks():
@@ -150,6 +134,22 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     assert resolve_model(str(tmp / "moved" / "raft")).base == str(tmp / "moved" / "raft" / ".." / "finetuned")
     again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice"])
     assert again.exit_code == 0 and again.output.count("done earlier") == 6, again.output
+
+
+def test_an_environment_variable_is_tuned_and_the_tuned_value_is_the_one_evaluated(bakeoff, monkeypatch):
+    """RAGTUNE_RETRIEVAL__K is a default, not a flag: tuning replaces it, and evaluation asks with the tuned k
+    (the settings reach it as an object; the kb's ragtune.toml is written for later commands, not read back)."""
+    tmp, _ = bakeoff
+    monkeypatch.setenv("RAGTUNE_RETRIEVAL__K", "7")
+    monkeypatch.setenv("RAGTUNE_CHOOSE__K", "[2]")
+    for stage in ("finetune", "raft"):  # training is not what this test is about: base and RAG are evaluated
+        monkeypatch.setattr(Choice, stage, lambda self, stage=stage: self.done(stage))
+    results = Choice(["docs"], "qa.jsonl", "env", say=lambda line: None).run()
+    chosen = json.loads((tmp / "env" / "choose.json").read_text())["tune"]["chosen"]
+    assert chosen["retrieval.k"] == 2 and results["choose"]["tune"]["chosen"] == chosen
+    assert results["settings"]["retrieval"]["k"] == 2 and list(results["variants"]) == ["base", "rag"]
+    asked = [json.loads(line) for line in (tmp / "env" / "predictions.jsonl").open()]
+    assert {len(r["hits"]) for r in asked if r["variant"] == "rag"} == {2}  # 20 one-chunk documents: k of them
 
 
 def test_a_set_value_is_kept_not_tuned_and_a_bad_metric_stops_before_any_model(bakeoff):

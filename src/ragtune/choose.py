@@ -5,10 +5,13 @@
 
 index DOCS → check the questions → split them (seeded dev / test) → training data (the user's, the QA set's own
 train split, or synthesised from DOCS) → tune k and context compression on the dev part → fine-tune → RAFT →
-every contestant on the test part (`evaluate`) → `advise`. Each finished stage is recorded in ``out/choose.json``;
-killed and re-run, it resumes: finished stages are skipped, training resumes from its checkpoints and
-evaluation from its answer log. The settings chosen are saved to the knowledge base's ragtune.toml, so `ask`,
-`eval` and `serve` use them afterwards.
+every contestant on the test part (`evaluate`, once, with `advise` as its ``annotate`` hook). `Choice.run` lists
+the stages in order; each is a plain method. The knowledge base, the settings and the data are handed from stage
+to stage as objects: the tuned settings go straight to RAFT and evaluation. Each finished stage is recorded in
+``out/choose.json``; killed and re-run, it resumes: finished stages are skipped (the tuned values come back from
+choose.json), training resumes from its checkpoints and evaluation from its answer log. The settings chosen are
+also written to the knowledge base's ragtune.toml, for the user's later `ask`, `eval` and `serve`; choose itself
+never reads that file back.
 """
 
 from __future__ import annotations
@@ -21,15 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.advise import advise
 from ragtune.atomic import atomic_write_json
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
-from ragtune.evaluate.metrics import normalize
+from ragtune.evaluate import runner
+from ragtune.evaluate.gold import check_gold
 from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa
-from ragtune.finetune.data import Example
+from ragtune.finetune import report
+from ragtune.index.knowledge_base import KnowledgeBase
+from ragtune.metrics import normalize
 from ragtune.models.prompts import closed_book_messages
+from ragtune.types import Example
 
-STAGES = ("index", "check", "split", "train_data", "tune", "finetune", "raft", "evaluate")
+STAGES = ("index", "check", "split", "train_data", "tune", "finetune", "raft", "evaluate")  # the order of `run`
+REBUILT = ("split", "train_data")  # cheap, and later stages need them in memory: rebuilt on every run
 Say = Callable[[str], None]
 
 
@@ -62,20 +71,6 @@ def answer_cap(items: list[QAItem]) -> int:
     return max(24, min(256, round(1.5 * _p90(lengths, 64)) + 16))
 
 
-def reach(predictions: Path) -> float:
-    """The share of logged answers whose prompt held a passage with the answer (a gold source, or a passage
-    containing a gold answer); an abstained answer had none. Model-free evidence for tuning when the scores
-    cannot separate the candidates (a base model that scores 0 on a narrow task everywhere)."""
-    from ragtune.evaluate.runner import holds_gold
-
-    rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("setup") == rows[-1].get("setup")]  # a log resumed after a settings change
-    held = [not r["scores"].get("abstained")
-            and any(holds_gold(h["source"], h["text"], r["gold_sources"], r["answers"]) for h in r["hits"])
-            for r in rows]
-    return sum(held) / len(held) if held else 0.0
-
-
 def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
     """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
     configured relevance gate."""
@@ -98,6 +93,15 @@ def shaped(pairs: list[Any], items: list[QAItem], floor: int = 5) -> tuple[list[
     return kept or pairs, limit
 
 
+def with_values(settings: Settings, chosen: dict[str, Any]) -> Settings:
+    """``settings`` with the values tuning chose (dotted keys, as choose.json records them)."""
+    out = settings.model_copy(deep=True)
+    for key, value in chosen.items():
+        section, name = key.split(".")
+        setattr(getattr(out, section), name, value)
+    return out
+
+
 def examples_from(items: list[QAItem], instruction: str | None, source: str) -> list[Example]:
     """Closed-book training examples in the exact prompt the fine-tuned model will be asked with."""
     return [Example(messages=closed_book_messages(it.question, instruction)
@@ -107,7 +111,8 @@ def examples_from(items: list[QAItem], instruction: str | None, source: str) -> 
 
 
 class Choice:
-    """One bake-off. Stages are methods; what each produced is kept in ``self.state`` (and ``choose.json``)."""
+    """One bake-off. `run` calls the stages in order; what each produced is kept in ``self.state`` (and
+    ``choose.json``)."""
 
     def __init__(self, docs: list[str | Path], qa: str | Path, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
@@ -117,43 +122,57 @@ class Choice:
         self.train_path = Path(train) if train else None
         self.constraints, self.say = constraints or {}, say
         self.out.mkdir(parents=True, exist_ok=True)
-        self.kb_dir = self.out / "kb"
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-        self.settings = load_settings(self.kb_dir, self.overrides)
+        # ragtune.toml of the working folder < RAGTUNE_* < the overrides; the kb's own file is only written
+        self.settings = load_settings(overrides=self.overrides)
         self.model = model or self.settings.generator.model
         self.state_path = self.out / "choose.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.qa = load_qa(self.qa_path, metric=metric)  # an unknown metric name stops here, before any work
-        self._kb: Any = None
-
-    # -- plumbing ---------------------------------------------------------------------------------------------
-    @property
-    def kb(self) -> Any:
-        if self._kb is None:
-            from ragtune.index.knowledge_base import KnowledgeBase
-
-            self._kb = KnowledgeBase(self.kb_dir, settings=self.settings)
-        return self._kb
-
-    def _done(self, stage: str, **produced: Any) -> None:
-        self.state[stage] = produced
-        atomic_write_json(self.state_path, self.state)
+        self.kb_dir = self.out / "kb"
+        self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
+        self.tuned = self.settings  # until `tune` (or choose.json) gives the chosen values
+        self._started = 0.0
 
     def run(self) -> dict[str, Any]:
-        """Every stage not yet done, in order; the results.json of the test run, with the advice in it."""
-        for i, stage in enumerate(STAGES, 1):
-            if stage in self.state and stage not in ("split", "train_data"):  # these two are cheap and rebuilt
-                self.say(f"[{i}/{len(STAGES)}] {stage}: done earlier, skipped")
-                continue
-            self.say(f"[{i}/{len(STAGES)}] {stage}")
-            started = time.perf_counter()
-            getattr(self, f"stage_{stage}")()
-            self.state[stage]["seconds"] = round(time.perf_counter() - started, 1)
-            atomic_write_json(self.state_path, self.state)
+        """Every stage not yet done, in order; the results of the test run, with the advice in them."""
+        if self.begin("index"):
+            self.index()
+        if self.begin("check"):
+            self.check()
+        if self.begin("split"):
+            self.split()
+        if self.begin("train_data"):
+            self.train_data()
+        if self.begin("tune"):
+            self.tune()
+        self.tuned = with_values(self.settings, self.state["tune"]["chosen"])
+        if self.begin("finetune"):
+            self.finetune()
+        if self.begin("raft"):
+            self.raft()
+        if self.begin("evaluate"):
+            self.evaluate()
         return json.loads((self.out / "results.json").read_text())
 
-    # -- stages -----------------------------------------------------------------------------------------------
-    def stage_index(self) -> None:
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+    def begin(self, stage: str) -> bool:
+        """Announce a stage; False when choose.json records it done (then it is skipped)."""
+        n = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}"
+        if stage in self.state and stage not in REBUILT:
+            self.say(f"{n}: done earlier, skipped")
+            return False
+        self.say(n)
+        self._started = time.perf_counter()
+        return True
+
+    def done(self, stage: str, **produced: Any) -> None:
+        """Record what a stage produced, and its time, in choose.json."""
+        self.state[stage] = {**produced, "seconds": round(time.perf_counter() - self._started, 1)}
+        atomic_write_json(self.state_path, self.state)
+
+    # -- stages, in the order `run` calls them ------------------------------------------------------------------
+    def index(self) -> None:
         """Index DOCS: files and folders, or a QA folder that brings its documents (SQuAD / APIBench style)."""
         files = []
         for doc in self.docs:
@@ -164,31 +183,29 @@ class Choice:
             else:
                 files.append(doc)
         if files:
-            report = self.kb.add(files)
-            failed = [s for s in report.items if s.status == "failed"]
-            for s in failed:
-                self.say(f"  not indexed: {s.source} ({s.reason})")
+            added = self.kb.add(files)
+            for s in added.items:
+                if s.status == "failed":
+                    self.say(f"  not indexed: {s.source} ({s.reason})")
         if len(self.kb) == 0:
             raise InputError(f"{', '.join(map(str, self.docs))}: no text could be indexed; check the documents")
-        self._done("index", chunks=len(self.kb))
+        self.done("index", chunks=len(self.kb))
 
-    def stage_check(self) -> None:
+    def check(self) -> None:
         """Before any model runs: no empty or duplicated question, and every gold answer scores 1 against itself."""
-        from ragtune.evaluate.scorers import check_gold
-
         self.say(f"  metric: {self.qa.metric} ({self.qa.metric_reason})")
         check_gold(self.qa)
-        self._done("check", questions=len(self.qa.items), metric=self.qa.metric, why=self.qa.metric_reason)
+        self.done("check", questions=len(self.qa.items), metric=self.qa.metric, why=self.qa.metric_reason)
 
-    def stage_split(self) -> None:
-        self.split = split_questions(self.qa, self.settings)
-        if not self.split.test:
+    def split(self) -> None:
+        self.parts = split_questions(self.qa, self.settings)
+        if not self.parts.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
-        unused = len(self.qa.items) - len(self.split.dev) - len(self.split.test) - len(self.split.train)
-        self._done("split", dev=len(self.split.dev), test=len(self.split.test), seed=self.settings.choose.seed,
-                   not_asked=unused)
+        unused = len(self.qa.items) - len(self.parts.dev) - len(self.parts.test) - len(self.parts.train)
+        self.done("split", dev=len(self.parts.dev), test=len(self.parts.test), seed=self.settings.choose.seed,
+                  not_asked=unused)
 
-    def stage_train_data(self) -> None:
+    def train_data(self) -> None:
         """The user's training set, else the QA set's own train split, else pairs synthesised from DOCS; any
         training question that is also a test question is dropped (no leakage into the verdict)."""
         self.dropped_long = 0
@@ -196,11 +213,11 @@ class Choice:
             from ragtune.finetune.data import load_examples
 
             examples, origin = load_examples(self.train_path), str(self.train_path)
-        elif self.split.train:
-            examples, origin = examples_from(self.split.train, self.qa.system, "qa train split"), "qa train split"
+        elif self.parts.train:
+            examples, origin = examples_from(self.parts.train, self.qa.system, "qa train split"), "qa train split"
         else:
             examples, origin = self._synthesise(), "synthetic (extractive, from DOCS)"
-        test = {normalize(it.question) for it in self.split.test}
+        test = {normalize(it.question) for it in self.parts.test}
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
             raise InputError(f"{origin}: no training example left that is not a test question")
@@ -208,33 +225,29 @@ class Choice:
         sampled = sorted(random.Random(self.settings.choose.seed).sample(range(len(kept)), budget)) \
             if len(kept) > budget else range(len(kept))
         self.train_examples = [kept[i] for i in sampled]
-        self._done("train_data", origin=origin, examples=len(self.train_examples), available=len(kept),
-                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
-                   dropped_as_longer_than_the_task=self.dropped_long)
+        self.done("train_data", origin=origin, examples=len(self.train_examples), available=len(kept),
+                  dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
+                  dropped_as_longer_than_the_task=self.dropped_long)
 
-    def stage_tune(self) -> None:
+    def tune(self) -> None:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
         questions with RAG; then, at the best of them, the same with the relevance gate off (never abstain).
         The best headline score wins; ties go to the setting that keeps more answers within the prompt's reach
         (`reach`), then to the shorter prompt and the default gate."""
-        from ragtune.evaluate.runner import evaluate
-
         c = self.settings.choose
-        cap = answer_cap(self.split.dev + self.split.test) if not _given(self.overrides, "generator.max_new_tokens") \
+        cap = answer_cap(self.parts.dev + self.parts.test) if not _given(self.overrides, "generator.max_new_tokens") \
             else self.settings.generator.max_new_tokens
-        dev = QASet(self.qa.name, self.split.dev, [], self.qa.metric, self.qa.system)
+        dev = QASet(self.qa.name, self.parts.dev, [], self.qa.metric, self.qa.system)
         gate = self.settings.rag.min_relevance
 
         def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
-            settings = self.settings.model_copy(deep=True)
-            settings.retrieval.k, settings.rag.context_sentences, settings.generator.max_new_tokens = k, sentences, cap
-            settings.rag.min_relevance = min_relevance
+            values = {"retrieval.k": k, "rag.context_sentences": sentences, "rag.min_relevance": min_relevance,
+                      "generator.max_new_tokens": cap}
             folder = self.out / "tune" / f"k{k}-s{sentences}{'' if min_relevance == gate else '-ungated'}"
-            res = evaluate(dev, kb=self.kb, model=self.model, out=folder, settings=settings, variants=["rag"],
-                           report=False)
-            return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance,
-                    "score": res["variants"]["rag"]["score"], "reach": reach(folder / "predictions.jsonl"),
-                    "latency_p50": res["variants"]["rag"]["latency_s"]["p50"]}
+            rag = runner.evaluate(dev, kb=self.kb, model=self.model, out=folder, variants=["rag"], report=False,
+                                  settings=with_values(self.settings, values))["variants"]["rag"]
+            return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance, "score": rag["score"],
+                    "reach": rag["reach"], "latency_p50": rag["latency_s"]["p50"]}
 
         ks = [self.settings.retrieval.k] if _given(self.overrides, "retrieval.k") else c.k  # a value set is not tuned
         compress = ([self.settings.rag.context_sentences] if _given(self.overrides, "rag.context_sentences")
@@ -246,21 +259,21 @@ class Choice:
             best = best_trial(trials, gate)
         chosen = {"retrieval.k": best["k"], "rag.context_sentences": best["context_sentences"],
                   "rag.min_relevance": best["min_relevance"], "generator.max_new_tokens": cap}
-        save_overrides(self.kb_dir / CONFIG_FILE, chosen)
-        self._done("tune", trials=trials, chosen=chosen, dev_questions=len(dev.items),
-                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions, ties going to more answers within "
-                       "the prompt's reach, then the shorter prompt; answer cap from the gold answers' length "
-                       "(1.5 x p90 + 16 tokens)")
+        save_overrides(self.kb_dir / CONFIG_FILE, chosen)  # for the user's later commands; choose never reads it
+        self.done("tune", trials=trials, chosen=chosen, dev_questions=len(dev.items),
+                  why=f"best RAG {dev.metric} on {len(dev.items)} dev questions, ties going to more answers within "
+                      "the prompt's reach, then the shorter prompt; answer cap from the gold answers' length "
+                      "(1.5 x p90 + 16 tokens)")
 
-    def stage_finetune(self) -> None:
+    def finetune(self) -> None:
         self._train(self.out / "finetuned", self.train_examples, "finetune", self.settings.finetune)
 
-    def stage_raft(self) -> None:
+    def raft(self) -> None:
         from ragtune.finetune.base import load_tokenizer
         from ragtune.finetune.raft import distractor_count, epochs, raft_examples, seq_tokens
 
         tokenizer = load_tokenizer(self.model)
-        settings = self._settings()
+        settings = self.tuned
         examples, stats = raft_examples(self.train_examples, self.kb, settings,
                                         lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
                                         seed=self.settings.finetune.seed)
@@ -280,35 +293,23 @@ class Choice:
                     raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens, epochs=finetune.epochs,
                     started_from="finetuned" if start else "base")
 
-    def stage_evaluate(self) -> None:
-        """Every contestant on the held-out test part, then `advise` on that evidence and the constraints."""
-        from ragtune.advise import advise
-        from ragtune.evaluate import runner
+    def evaluate(self) -> None:
+        """Every contestant on the held-out test part with the tuned settings, in one `evaluate` whose
+        ``annotate`` hook adds `advise`'s verdict on that evidence and the constraints."""
+        test = QASet(self.qa.name, self.parts.test, [], self.qa.metric, self.qa.system)
 
-        test = QASet(self.qa.name, self.split.test, [], self.qa.metric, self.qa.system)
-        models = {"base": self.model, "finetuned": self._model_dir("finetuned"), "raft": self._model_dir("raft")}
-        run = runner.setup(test, self.kb, models, self.out, self._settings(), variants=None, limit=None,
-                           seed=self.settings.choose.seed, split=None, train_qa=None, rag_factory=runner.default_rag,
-                           kb_factory=runner.open_knowledge_base, judge=None)
-        results = runner.header(run, None, None)
-        results["retrieval"], run.ranked = runner.retrieval_quality(test, self.kb, run.settings.retrieval.k)
-        for variant in run.wanted:
-            self.say(f"  {variant}")
-            results["variants"][variant] = runner.run_variant(run, variant)
-        runner.compare(run, results)
-        rec = advise(self.constraints, results)
-        results["choose"] = dict(self.state)
-        results["advice"] = rec.to_json()
-        atomic_write_json(self.out / "advice.json", rec.to_json())
-        runner.finish(run, results)
-        self._done("evaluate", best=results.get("best"), recommendation=rec.recommendation,
-                   scores={v: s["score"] for v, s in results["variants"].items()})
+        def advised(results: dict[str, Any]) -> None:
+            advice = advise(self.constraints, results).to_json()
+            results["choose"], results["advice"] = dict(self.state), advice
+            atomic_write_json(self.out / "advice.json", advice)
+
+        results = runner.evaluate(test, kb=self.kb, model=self.model, finetuned=self._model_dir("finetuned"),
+                                  raft=self._model_dir("raft"), out=self.out, settings=self.tuned,
+                                  seed=self.settings.choose.seed, annotate=advised)
+        self.done("evaluate", best=results.get("best"), recommendation=results["advice"]["recommendation"],
+                  scores={v: s["score"] for v, s in results["variants"].items()})
 
     # -- helpers ----------------------------------------------------------------------------------------------
-    def _settings(self) -> Settings:
-        """The settings chosen by tuning (saved in the kb's ragtune.toml), under the user's overrides."""
-        return load_settings(self.kb_dir, self.overrides)
-
     def _model_dir(self, name: str) -> Path | None:
         folder = self.out / name
         return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
@@ -317,26 +318,26 @@ class Choice:
                start: str | None = None, **extra: Any) -> None:
         from ragtune.finetune.train import FineTuner
 
-        if not (folder / "training_report.json").is_file():
+        trained = report.read_report(folder)
+        if trained is None:
             resume = (folder / "checkpoints").is_dir()
-            FineTuner(start or self.model, settings=settings).fit(examples, None, folder, resume=resume)
-        report = json.loads((folder / "training_report.json").read_text())
-        for warning in report.get("warnings") or []:
+            trained = FineTuner(start or self.model, settings=settings).fit(examples, None, folder,
+                                                                             resume=resume).report
+        for warning in trained.get("warnings") or []:
             self.say(f"  warning ({stage}): {warning}")
-        self._done(stage, folder=str(folder), examples=len(examples), **extra,
-                   **{k: report.get(k) for k in ("steps", "stopped_early", "warnings") if k in report})
+        self.done(stage, folder=str(folder), examples=len(examples), **extra,
+                  **{k: trained.get(k) for k in ("steps", "stopped_early", "warnings") if k in trained})
 
     def _synthesise(self) -> list[Example]:
-        from ragtune.finetune.synth import load_chunks, synthesize
+        from ragtune.finetune.synth import kb_chunks, synthesize
 
-        pairs = synthesize(load_chunks(self.kb_dir), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
-        kept, limit = shaped(pairs, self.split.dev or self.split.test)  # the dev answers' shape (test: no dev)
+        pairs = synthesize(kb_chunks(self.kb), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        kept, limit = shaped(pairs, self.parts.dev or self.parts.test)  # the dev answers' shape (test: no dev)
         self.dropped_long = len(pairs) - len(kept)
         if self.dropped_long:
             self.say(f"  {self.dropped_long} of {len(pairs)} synthetic pairs dropped: answers longer than the "
                      f"task's ({limit} words at most)")
-        pairs = kept
-        items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(pairs)]
+        items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(kept)]
         return examples_from(items, self.qa.system, "synthetic")
 
 
