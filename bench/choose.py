@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("task", choices=sorted(TASKS))
     args = ap.parse_args()
     started = time.perf_counter()
-    results = Choice([TASKS[args.task]], TASKS[args.task], RUNS / args.task, constraints=CONSTRAINTS[args.task]).run()
+    results = Choice(TASKS[args.task], RUNS / args.task, constraints=CONSTRAINTS[args.task]).run([TASKS[args.task]])
     (RUNS / args.task / "bench.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - started}))
     append_section(f"Choose: {args.task} with `ragtune choose` defaults",
                    section(args.task, results, time.perf_counter() - started))

@@ -7,7 +7,7 @@ re-runs itself under ``unshare -n``): each /v1/chat/completions reply takes ``--
 in for a GPU server's generation time, which batches concurrent requests) and answers with a
 deterministic digest of the prompt. The answers go through the product's path: ``RAG(kb).ask`` (hybrid
 retrieval from the squad-mini knowledge base cached by bench/retrieval.py, the prompt, the
-OpenAI-compatible generator with its retries) run by ``answer_many`` at each concurrency; rounds are
+OpenAI-compatible generator with its retries) run by ``iter_answers`` at each concurrency; rounds are
 interleaved and the best of each kept. The answers must be identical in content and order.
 """
 
@@ -54,7 +54,7 @@ def run(args) -> None:
     from ragtune.config import load_settings
     from ragtune.evaluate.qa import load_squad
     from ragtune.index.knowledge_base import KnowledgeBase
-    from ragtune.parallel import answer_many
+    from ragtune.parallel import iter_answers
     from ragtune.rag import RAG
 
     server = stub_server(args.delay_ms / 1000)
@@ -72,14 +72,14 @@ def run(args) -> None:
     for _ in range(args.rounds):
         for concurrency in (1, 8):
             start = time.perf_counter()
-            out = answer_many(rag.ask, questions, concurrency)
+            out = list(iter_answers(rag.ask, questions, concurrency))
             best[concurrency] = min(best.get(concurrency, 1e9), time.perf_counter() - start)
             answers[concurrency] = [(a.text, [c.source for c in a.citations]) for a in out]
     same = answers[1] == answers[8]
     ratio = best[1] / best[8]
     print(f"concurrency 1: {best[1]:.2f} s, 8: {best[8]:.2f} s, speed-up {ratio:.2f}x, identical: {same}")
     text = (f"{len(questions)} squad-mini questions through `RAG(kb).ask` (hybrid retrieval, prompt, "
-            "OpenAI-compatible generator) run by `ragtune.parallel.answer_many`, against a stub "
+            "OpenAI-compatible generator) run by `ragtune.parallel.iter_answers`, against a stub "
             f"endpoint on loopback (in a network namespace) that takes {args.delay_ms} ms per reply and handles "
             f"requests in parallel, as a batching GPU server does; best of {args.rounds} interleaved rounds. Other "
             "agents were running on the machine.\n\n| generator.concurrency | wall time s | answers identical to "

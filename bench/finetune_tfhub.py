@@ -24,7 +24,7 @@ from transformers import StoppingCriteria
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from ragtune.evaluate.apibench import load_apibench  # noqa: E402
-from ragtune.evaluate.calls import call_closed, first_call  # noqa: E402
+from ragtune.evaluate.calls import first_call  # noqa: E402
 from ragtune.evaluate.scorers import get_metric  # noqa: E402
 from ragtune.finetune import finetune  # noqa: E402
 from ragtune.models.loading import load_model_and_tokenizer  # noqa: E402
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class StopAfterCall(StoppingCriteria):
-    """Stop a sequence once its reply's first call is closed: scoring reads only the first call to the gold's
+    """Stop a sequence once its reply holds a whole call: scoring reads only the first call to the gold's
     function, so decoding further is mostly wasted time (same rule for both models)."""
 
     def __init__(self, tokenizer, prompt_len: int):
@@ -41,7 +41,13 @@ class StopAfterCall(StoppingCriteria):
 
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([call_closed(t) for t in texts])
+        return torch.tensor([_call_closed(t) for t in texts])
+
+
+def _call_closed(text: str) -> bool:
+    """The reply holds a call and closes every bracket it opened (a call cut short is completed by `first_call`,
+    so being found is not enough)."""
+    return first_call(text) is not None and text.count("(") <= text.count(")")
 
 
 @torch.no_grad()

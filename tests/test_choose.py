@@ -143,8 +143,8 @@ def test_an_environment_variable_is_tuned_and_the_tuned_value_is_the_one_evaluat
     monkeypatch.setenv("RAGTUNE_RETRIEVAL__K", "7")
     monkeypatch.setenv("RAGTUNE_CHOOSE__K", "[2]")
     for stage in ("finetune", "raft"):  # training is not what this test is about: base and RAG are evaluated
-        monkeypatch.setattr(Choice, stage, lambda self, stage=stage: self.done(stage))
-    results = Choice(["docs"], "qa.jsonl", "env", say=lambda line: None).run()
+        monkeypatch.setattr(Choice, stage, lambda self, *made, stage=stage: self.done(stage))
+    results = Choice("qa.jsonl", "env", say=lambda line: None).run(["docs"])
     chosen = json.loads((tmp / "env" / "choose.json").read_text())["tune"]["chosen"]
     assert chosen["retrieval.k"] == 2 and results["choose"]["tune"]["chosen"] == chosen
     assert results["settings"]["retrieval"]["k"] == 2 and list(results["variants"]) == ["base", "rag"]

@@ -5,7 +5,6 @@ import ast
 import pytest
 
 from ragtune.evaluate.calls import (
-    call_closed,
     call_score,
     callee,
     calls_in,
@@ -95,13 +94,13 @@ def test_canonical_string_only_touches_urls():
         assert canonical_string(plain) == plain.strip()
 
 
-def test_string_arguments_and_call_closed():
+def test_string_arguments_and_an_unclosed_call():
     assert string_arguments(first_call(TORCH)) == ["pytorch/vision", "resnet50"]
     assert string_arguments(first_call("tf.keras.Sequential([hub.KerasLayer('https://tfhub.dev/m/4/')])")) == \
         ["tfhub.dev/m/4"]
-    assert not call_closed("model = hub.load('https://tfhub.dev/m/4'")
-    assert call_closed("model = hub.load('https://tfhub.dev/m/4') and more")
-    assert not call_closed("Sure, here is")
+    assert callee(first_call("model = hub.load('https://tfhub.dev/m/4'")) == "hub.load"  # cut short: completed
+    assert callee(first_call("model = hub.load('https://tfhub.dev/m/4') and more")) == "hub.load"
+    assert first_call("Sure, here is") is None
 
 
 def test_hostile_text_is_bounded():

@@ -1,4 +1,4 @@
-"""answer_many / iter_answers: input order kept, the concurrency bound respected, failures raised;
+"""iter_answers: input order kept, the concurrency bound respected, failures raised;
 OpenAIChatGenerator retries 429 / 5xx with backoff and fails clearly after the last retry."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from ragtune.errors import ModelError
 from ragtune.models.generators import OpenAIChatGenerator
-from ragtune.parallel import answer_many, iter_answers
+from ragtune.parallel import iter_answers
 
 
 class Probe:
@@ -36,7 +36,7 @@ class Probe:
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_results_are_in_input_order_and_concurrency_is_bounded(concurrency):
     probe = Probe()
-    assert answer_many(probe, range(40), concurrency) == [f"answer {i}" for i in range(40)]
+    assert list(iter_answers(probe, range(40), concurrency)) == [f"answer {i}" for i in range(40)]
     assert probe.peak == concurrency
 
 

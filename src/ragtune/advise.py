@@ -4,8 +4,9 @@
     rec = ragtune.advise({"knowledge_change": "daily", "dataset_examples": 0}, evidence="report/")
     rec.recommendation, rec.reasons
 
-Every rule is a row of a table (ANSWER_RULES, and the evidence rules below it): a condition, the option it
-favours, a weight, and a reason that quotes the stated constraint or the measured figure behind it.
+The stated constraints are rules in a table (ANSWER_RULES: a condition, the option it favours, a weight and a
+reason); the measured evidence is read by code (`evidence_reasons`, `raft_reasons`) that gives reasons of the
+same shape, each quoting the stated constraint or the measured figure behind it.
 Measured evidence weighs more than stated constraints: it is this user's data speaking.
 """
 

@@ -1,6 +1,6 @@
 """`ragtune choose`: the whole bake-off on the user's own data, as one resumable recipe of existing stages.
 
-    results = Choice(["docs/"], "qa.jsonl", out="choice").run()
+    results = Choice("qa.jsonl", out="choice").run(["docs/"])
     results["advice"]["recommendation"]
 
 index DOCS → check the questions → split them (seeded dev / test) → training data (the user's, the QA set's own
@@ -111,16 +111,18 @@ def examples_from(items: list[QAItem], instruction: str | None, source: str) -> 
 
 
 class Choice:
-    """One bake-off. `run` calls the stages in order; what each produced is kept in ``self.state`` (and
-    ``choose.json``)."""
+    """One bake-off. `run` calls the stages in order, handing each what the earlier ones made; what each
+    produced is recorded in ``self.state`` (and ``choose.json``)."""
 
-    def __init__(self, docs: list[str | Path], qa: str | Path, out: str | Path = "choice", *,
+    def __init__(self, qa: str | Path, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
                  say: Say = print) -> None:
-        self.docs, self.qa_path, self.out = [Path(d) for d in docs], Path(qa), Path(out)
+        self.qa_path = Path(qa)
+        self.out = Path(out)
         self.train_path = Path(train) if train else None
-        self.constraints, self.say = constraints or {}, say
+        self.constraints = constraints or {}
+        self.say = say
         self.out.mkdir(parents=True, exist_ok=True)
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         # ragtune.toml of the working folder < RAGTUNE_* < the overrides; the kb's own file is only written
@@ -131,33 +133,24 @@ class Choice:
         self.qa = load_qa(self.qa_path, metric=metric)  # an unknown metric name stops here, before any work
         self.kb_dir = self.out / "kb"
         self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
-        self.tuned = self.settings  # until `tune` (or choose.json) gives the chosen values
         self._started = 0.0
 
-    def run(self) -> dict[str, Any]:
-        """Every stage not yet done, in order; the results of the test run, with the advice in them."""
-        if self.begin("index"):
-            self.index()
-        if self.begin("check"):
-            self.check()
-        if self.begin("split"):
-            self.split()
-        if self.begin("train_data"):
-            self.train_data()
-        if self.begin("tune"):
-            self.tune()
-        self.tuned = with_values(self.settings, self.state["tune"]["chosen"])
-        if self.begin("finetune"):
-            self.finetune()
-        if self.begin("raft"):
-            self.raft()
-        if self.begin("evaluate"):
-            self.evaluate()
-        return json.loads((self.out / "results.json").read_text())
+    def run(self, docs: list[str | Path]) -> dict[str, Any]:
+        """Every stage in order on DOCS, each handed what the earlier ones made; a stage that choose.json records
+        as done is skipped and hands on what it made then. Returns the test run's results, with the advice."""
+        kb = self.index([Path(d) for d in docs])
+        self.check(self.qa)
+        parts = self.split(self.qa)
+        examples = self.train_data(parts, kb)
+        settings = self.tune(parts, kb)
+        finetuned = self.finetune(examples)
+        raft = self.raft(examples, kb, settings, finetuned)
+        return self.evaluate(parts.test, kb, settings, finetuned, raft)
 
     # -- bookkeeping ------------------------------------------------------------------------------------------
     def begin(self, stage: str) -> bool:
-        """Announce a stage; False when choose.json records it done (then it is skipped)."""
+        """Announce a stage; False when choose.json records it done (the stage then hands on what it made).
+        Split and training data are cheap and always rebuilt: later stages need them in memory."""
         n = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}"
         if stage in self.state and stage not in REBUILT:
             self.say(f"{n}: done earlier, skipped")
@@ -172,10 +165,12 @@ class Choice:
         atomic_write_json(self.state_path, self.state)
 
     # -- stages, in the order `run` calls them ------------------------------------------------------------------
-    def index(self) -> None:
+    def index(self, docs: list[Path]) -> KnowledgeBase:
         """Index DOCS: files and folders, or a QA folder that brings its documents (SQuAD / APIBench style)."""
+        if not self.begin("index"):
+            return self.kb
         files = []
-        for doc in self.docs:
+        for doc in docs:
             if not doc.exists():
                 raise InputError(f"{doc}: not found; DOCS are files or folders of documents, or a QA folder")
             if doc.is_dir() and _is_qa_folder(doc):
@@ -188,63 +183,75 @@ class Choice:
                 if s.status == "failed":
                     self.say(f"  not indexed: {s.source} ({s.reason})")
         if len(self.kb) == 0:
-            raise InputError(f"{', '.join(map(str, self.docs))}: no text could be indexed; check the documents")
+            raise InputError(f"{', '.join(map(str, docs))}: no text could be indexed; check the documents")
         self.done("index", chunks=len(self.kb))
+        return self.kb
 
-    def check(self) -> None:
+    def check(self, qa: QASet) -> None:
         """Before any model runs: no empty or duplicated question, and every gold answer scores 1 against itself."""
-        self.say(f"  metric: {self.qa.metric} ({self.qa.metric_reason})")
-        check_gold(self.qa)
-        self.done("check", questions=len(self.qa.items), metric=self.qa.metric, why=self.qa.metric_reason)
+        if not self.begin("check"):
+            return
+        self.say(f"  metric: {qa.metric} ({qa.metric_reason})")
+        check_gold(qa)
+        self.done("check", questions=len(qa.items), metric=qa.metric, why=qa.metric_reason)
 
-    def split(self) -> None:
-        self.parts = split_questions(self.qa, self.settings)
-        if not self.parts.test:
+    def split(self, qa: QASet) -> Split:
+        self.begin("split")
+        parts = split_questions(qa, self.settings)
+        if not parts.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
-        unused = len(self.qa.items) - len(self.parts.dev) - len(self.parts.test) - len(self.parts.train)
-        self.done("split", dev=len(self.parts.dev), test=len(self.parts.test), seed=self.settings.choose.seed,
+        unused = len(qa.items) - len(parts.dev) - len(parts.test) - len(parts.train)
+        self.done("split", dev=len(parts.dev), test=len(parts.test), seed=self.settings.choose.seed,
                   not_asked=unused)
+        return parts
 
-    def train_data(self) -> None:
+    def train_data(self, parts: Split, kb: KnowledgeBase) -> list[Example]:
         """The user's training set, else the QA set's own train split, else pairs synthesised from DOCS; any
         training question that is also a test question is dropped (no leakage into the verdict)."""
-        self.dropped_long = 0
+        self.begin("train_data")
+        dropped_long = 0
         if self.train_path is not None:
             from ragtune.finetune.data import load_examples
 
             examples, origin = load_examples(self.train_path), str(self.train_path)
-        elif self.parts.train:
-            examples, origin = examples_from(self.parts.train, self.qa.system, "qa train split"), "qa train split"
+        elif parts.train:
+            examples, origin = examples_from(parts.train, self.qa.system, "qa train split"), "qa train split"
         else:
-            examples, origin = self._synthesise(), "synthetic (extractive, from DOCS)"
-        test = {normalize(it.question) for it in self.parts.test}
+            examples, dropped_long = self._synthesise(kb, parts.dev or parts.test)  # the dev answers' shape
+            origin = "synthetic (extractive, from DOCS)"
+        test = {normalize(it.question) for it in parts.test}
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
             raise InputError(f"{origin}: no training example left that is not a test question")
         budget = self.settings.choose.max_train_examples
-        sampled = sorted(random.Random(self.settings.choose.seed).sample(range(len(kept)), budget)) \
-            if len(kept) > budget else range(len(kept))
-        self.train_examples = [kept[i] for i in sampled]
-        self.done("train_data", origin=origin, examples=len(self.train_examples), available=len(kept),
+        chosen = kept
+        if len(kept) > budget:  # a seeded sample, in the original order, keeps training within its budget
+            sampled = random.Random(self.settings.choose.seed).sample(range(len(kept)), budget)
+            chosen = [kept[i] for i in sorted(sampled)]
+        self.done("train_data", origin=origin, examples=len(chosen), available=len(kept),
                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
-                  dropped_as_longer_than_the_task=self.dropped_long)
+                  dropped_as_longer_than_the_task=dropped_long)
+        return chosen
 
-    def tune(self) -> None:
+    def tune(self, parts: Split, kb: KnowledgeBase) -> Settings:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
         questions with RAG; then, at the best of them, the same with the relevance gate off (never abstain).
         The best headline score wins; ties go to the setting that keeps more answers within the prompt's reach
-        (`reach`), then to the shorter prompt and the default gate."""
+        (`reach`), then to the shorter prompt and the default gate. Returns the settings with the values chosen."""
+        if not self.begin("tune"):
+            return with_values(self.settings, self.state["tune"]["chosen"])
         c = self.settings.choose
-        cap = answer_cap(self.parts.dev + self.parts.test) if not _given(self.overrides, "generator.max_new_tokens") \
-            else self.settings.generator.max_new_tokens
-        dev = QASet(self.qa.name, self.parts.dev, [], self.qa.metric, self.qa.system)
+        cap = self.settings.generator.max_new_tokens
+        if not _given(self.overrides, "generator.max_new_tokens"):
+            cap = answer_cap(parts.dev + parts.test)
+        dev = QASet(self.qa.name, parts.dev, [], self.qa.metric, self.qa.system)
         gate = self.settings.rag.min_relevance
 
         def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
             values = {"retrieval.k": k, "rag.context_sentences": sentences, "rag.min_relevance": min_relevance,
                       "generator.max_new_tokens": cap}
             folder = self.out / "tune" / f"k{k}-s{sentences}{'' if min_relevance == gate else '-ungated'}"
-            rag = runner.evaluate(dev, kb=self.kb, model=self.model, out=folder, variants=["rag"], report=False,
+            rag = runner.evaluate(dev, kb=kb, model=self.model, out=folder, variants=["rag"], report=False,
                                   settings=with_values(self.settings, values))["variants"]["rag"]
             return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance, "score": rag["score"],
                     "reach": rag["reach"], "latency_p50": rag["latency_s"]["p50"]}
@@ -264,50 +271,59 @@ class Choice:
                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions, ties going to more answers within "
                       "the prompt's reach, then the shorter prompt; answer cap from the gold answers' length "
                       "(1.5 x p90 + 16 tokens)")
+        return with_values(self.settings, chosen)
 
-    def finetune(self) -> None:
-        self._train(self.out / "finetuned", self.train_examples, "finetune", self.settings.finetune)
+    def finetune(self, examples: list[Example]) -> Path | None:
+        if not self.begin("finetune"):
+            return self._model_dir("finetuned")
+        return self._train(self.out / "finetuned", examples, "finetune", self.settings.finetune)
 
-    def raft(self) -> None:
+    def raft(self, examples: list[Example], kb: KnowledgeBase, settings: Settings,
+             finetuned: Path | None) -> Path | None:
+        """RAFT examples built with the tuned retrieval (the prompts the model will be shown), then training."""
+        if not self.begin("raft"):
+            return self._model_dir("raft")
         from ragtune.finetune.base import load_tokenizer
         from ragtune.finetune.raft import distractor_count, epochs, raft_examples, seq_tokens
 
         tokenizer = load_tokenizer(self.model)
-        settings = self.tuned
-        examples, stats = raft_examples(self.train_examples, self.kb, settings,
-                                        lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
-                                        seed=self.settings.finetune.seed)
+        prompts, stats = raft_examples(examples, kb, settings,
+                                       lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]),
+                                       seed=self.settings.finetune.seed)
         finetune = self.settings.finetune.model_copy(update={"epochs": epochs(settings)})
         if not _given(self.overrides, "finetune.max_seq_tokens"):  # the prompts whole, as at answer time
-            finetune = finetune.model_copy(update={"max_seq_tokens": seq_tokens(examples, tokenizer,
+            finetune = finetune.model_copy(update={"max_seq_tokens": seq_tokens(prompts, tokenizer,
                                                                                 finetune.max_seq_tokens)})
         # from the fine-tuned model, RAFT keeps what it recalls for the prompts whose passages miss the answer
-        start = self._model_dir("finetuned") if self.settings.choose.raft_from == "finetuned" else None
+        start = finetuned if self.settings.choose.raft_from == "finetuned" else None
         self.say(f"  RAFT data: retrieval brings the answer into the top {settings.retrieval.k} for "
                  f"{stats.retrieved_gold} of {stats.examples} questions, so the gold share is {stats.gold_share:.2f}; "
                  f"{stats.gold_in_prompt} of {stats.examples} prompts hold the gold passage, "
                  f"{distractor_count(settings)} distractors each; up to {finetune.max_seq_tokens} tokens, "
                  f"{finetune.epochs:g} epochs; "
                  f"trained from the {'fine-tuned' if start else 'base'} model")
-        self._train(self.out / "raft", examples, "raft", finetune, start=str(start) if start else None,
-                    raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens, epochs=finetune.epochs,
-                    started_from="finetuned" if start else "base")
+        return self._train(self.out / "raft", prompts, "raft", finetune, start=str(start) if start else None,
+                           raft=stats.to_json(), max_seq_tokens=finetune.max_seq_tokens, epochs=finetune.epochs,
+                           started_from="finetuned" if start else "base")
 
-    def evaluate(self) -> None:
+    def evaluate(self, test: list[QAItem], kb: KnowledgeBase, settings: Settings, finetuned: Path | None,
+                 raft: Path | None) -> dict[str, Any]:
         """Every contestant on the held-out test part with the tuned settings, in one `evaluate` whose
         ``annotate`` hook adds `advise`'s verdict on that evidence and the constraints."""
-        test = QASet(self.qa.name, self.parts.test, [], self.qa.metric, self.qa.system)
+        if not self.begin("evaluate"):
+            return json.loads((self.out / "results.json").read_text())
 
         def advised(results: dict[str, Any]) -> None:
             advice = advise(self.constraints, results).to_json()
             results["choose"], results["advice"] = dict(self.state), advice
             atomic_write_json(self.out / "advice.json", advice)
 
-        results = runner.evaluate(test, kb=self.kb, model=self.model, finetuned=self._model_dir("finetuned"),
-                                  raft=self._model_dir("raft"), out=self.out, settings=self.tuned,
+        results = runner.evaluate(QASet(self.qa.name, test, [], self.qa.metric, self.qa.system), kb=kb,
+                                  model=self.model, finetuned=finetuned, raft=raft, out=self.out, settings=settings,
                                   seed=self.settings.choose.seed, annotate=advised)
         self.done("evaluate", best=results.get("best"), recommendation=results["advice"]["recommendation"],
                   scores={v: s["score"] for v, s in results["variants"].items()})
+        return results
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _model_dir(self, name: str) -> Path | None:
@@ -315,7 +331,7 @@ class Choice:
         return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
 
     def _train(self, folder: Path, examples: list[Example], stage: str, settings: FinetuneSettings,
-               start: str | None = None, **extra: Any) -> None:
+               start: str | None = None, **extra: Any) -> Path:
         from ragtune.finetune.train import FineTuner
 
         trained = report.read_report(folder)
@@ -327,18 +343,20 @@ class Choice:
             self.say(f"  warning ({stage}): {warning}")
         self.done(stage, folder=str(folder), examples=len(examples), **extra,
                   **{k: trained.get(k) for k in ("steps", "stopped_early", "warnings") if k in trained})
+        return folder
 
-    def _synthesise(self) -> list[Example]:
+    def _synthesise(self, kb: KnowledgeBase, shape: list[QAItem]) -> tuple[list[Example], int]:
+        """Extractive pairs from the knowledge base's chunks, shaped like ``shape``'s answers; the examples and
+        how many pairs were dropped as longer than the task's answers."""
         from ragtune.finetune.synth import kb_chunks, synthesize
 
-        pairs = synthesize(kb_chunks(self.kb), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
-        kept, limit = shaped(pairs, self.parts.dev or self.parts.test)  # the dev answers' shape (test: no dev)
-        self.dropped_long = len(pairs) - len(kept)
-        if self.dropped_long:
-            self.say(f"  {self.dropped_long} of {len(pairs)} synthetic pairs dropped: answers longer than the "
+        pairs = synthesize(kb_chunks(kb), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        kept, limit = shaped(pairs, shape)
+        if len(kept) < len(pairs):
+            self.say(f"  {len(pairs) - len(kept)} of {len(pairs)} synthetic pairs dropped: answers longer than the "
                      f"task's ({limit} words at most)")
         items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(kept)]
-        return examples_from(items, self.qa.system, "synthetic")
+        return examples_from(items, self.qa.system, "synthetic"), len(pairs) - len(kept)
 
 
 def _p90(values: list[int], empty: int) -> int:

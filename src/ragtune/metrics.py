@@ -90,13 +90,14 @@ def groundedness(answer: str, passages: Sequence[str]) -> float | None:
     return sum(t in support for t in content) / len(content)
 
 
-_ABSTAIN = re.compile(
-    r"\b(i (do not|don't|cannot|can't) (know|answer|find|tell)|not (mentioned|stated|provided|found|in the (context|passages?|sources?))"
+_ABSTAIN = re.compile(  # RAG's own ABSTAIN_TEXT ("I could not find this in the knowledge base.") among them
+    r"\b(i (do not|don't|cannot|can't|could not|couldn't) (know|answer|find|tell)|not (mentioned|stated|provided|found|in the (context|passages?|sources?))"
     r"|no (relevant )?(information|answer)|(cannot|can't) be (answered|determined)|unanswerable|unknown)\b", re.IGNORECASE)
 
 
 def is_abstention(text: str, abstained: bool = False) -> bool:
-    """The answer declines to answer: flagged by RAG, empty, or a refusal phrase."""
+    """The answer declines to answer: flagged by RAG, empty, or a refusal phrase. The one abstention test:
+    scoring counts abstentions with it, and RAG infers no citation for such an answer."""
     return abstained or not text.strip() or bool(_ABSTAIN.search(text))
 
 

@@ -1,7 +1,6 @@
 """Many requests in flight to an endpoint, results in input order (``generator.concurrency``).
 
-    answers = answer_many(lambda q: rag.ask(q), questions, concurrency=settings.generator.concurrency)
-    for answer in iter_answers(ask, questions, 8): log.write(answer)   # written as they complete, in order
+    for answer in iter_answers(rag.ask, questions, 8): log.write(answer)   # written as they complete, in order
 
 With concurrency 1 this is a plain loop. Above 1, a thread pool keeps at most ``concurrency`` calls
 running (an OpenAI-compatible server batches them); results come back in input order, so a run is
@@ -37,8 +36,3 @@ def iter_answers(ask: Callable[[T], R], items: Iterable[T], concurrency: int = 1
         for future in window:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def answer_many(ask: Callable[[T], R], items: Iterable[T], concurrency: int = 1) -> list[R]:
-    """All answers, in input order (see ``iter_answers``)."""
-    return list(iter_answers(ask, items, concurrency))

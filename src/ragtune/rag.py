@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.index.compress import compress, content_words
+from ragtune.metrics import is_abstention
 from ragtune.models.base import Generator
 from ragtune.models.prompts import ABSTAIN_TEXT, closed_book_messages, rag_messages
 from ragtune.types import Answer, Citation, Hit, Message
@@ -28,7 +29,7 @@ from ragtune.types import Answer, Citation, Hit, Message
 # What `RAG.generate` yields: text pieces, then the final Answer; closing it stops generation early.
 AnswerStream = collections.abc.Generator[str | Answer, None, None]
 
-_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4]
+CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [2, 3], [1; 4], [ 1 ]: the one marker pattern
 
 
 @runtime_checkable
@@ -133,7 +134,7 @@ class RAG:
         if prepared.abstained:
             return Answer(text=text, hits=prepared.hits, abstained=True)
         citations = cite(text, prepared.hits)
-        if not citations and prepared.hits and ABSTAIN_TEXT.lower()[:20] not in text.lower():
+        if not citations and prepared.hits and not is_abstention(text):
             citations = infer_citations(text, prepared.hits)
         return Answer(text=text, citations=citations, hits=prepared.hits)
 
@@ -181,7 +182,7 @@ def last_user_message(messages: list[Message]) -> str:
 def cite(text: str, hits: list[Hit]) -> list[Citation]:
     """Citations for every [n] in ``text`` that names a passage (1..len(hits)), in order of first mention."""
     seen: dict[int, Citation] = {}
-    for match in _MARKER.finditer(text):
+    for match in CITATION.finditer(text):
         for number in re.split(r"[,;]", match.group(1)):
             n = int(number)
             if 1 <= n <= len(hits) and n not in seen:

@@ -31,9 +31,9 @@ def choose_command(
     overrides = {k: v for k, v in pairs.items() if "." in k}
     given = read_answers(constraints) if constraints else {}
     given.update({k: v for k, v in pairs.items() if "." not in k})
-    choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
+    choice = Choice(qa_file, out, train=train, model=model, metric=metric, constraints=given,
                     overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True))
-    results = choice.run()
+    results = choice.run([docs])
     advice = results["advice"]
     typer.secho(f"recommendation: {advice['recommendation']}", bold=True)
     for reason in advice["reasons"][:6]:

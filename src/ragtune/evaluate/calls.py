@@ -98,17 +98,6 @@ def first_call(text: str) -> ast.Call | None:
     return next(calls_in(text), None)
 
 
-def call_closed(text: str) -> bool:
-    """True once the first call opened in a text being generated is closed (decoding can stop there)."""
-    for tries, m in enumerate(_START.finditer(text)):
-        span = _span(text, m) if tries < _MAX_TRIES else None
-        if span is None:
-            return False  # still open
-        if _parse(span) is not None:
-            return True
-    return False
-
-
 def callee(call: ast.Call) -> str:
     """The dotted name of what is called (``a.b.c``), or its source text for anything else."""
     return ast.unparse(call.func)

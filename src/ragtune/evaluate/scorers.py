@@ -22,9 +22,10 @@ from typing import Any
 from ragtune import metrics as M
 from ragtune.errors import InputError
 from ragtune.evaluate.calls import call_score
+from ragtune.rag import CITATION
 
 Metric = Callable[[str, Sequence[str]], float]
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+_CITATION = re.compile(r"\s*" + CITATION.pattern)  # RAG's marker, with the space before it
 RAW = frozenset({"call", "json"})  # scored on the answer as written: "[1]" may be code or JSON, not a citation
 
 

@@ -16,7 +16,8 @@ from ragtune.evaluate.scorers import metric_score, strip_citations
 __all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "reach", "score", "strip_citations",
            "summarise"]
 
-TEXT_SCORES = ("em", "f1", "contains", "rouge_l")  # reported for every QA set, whatever its metric
+# reported for every QA set, whatever its metric: the key in results -> the registered metric
+TEXT_SCORES = {"em": "normalized", "f1": "f1", "contains": "contains", "rouge_l": "rouge_l"}
 _KEYS = {"normalized": "em"}  # a metric stored under the key it had before it was named
 _ALIASES = {"call": ("api_match",)}  # older results.json keys kept beside the metric's own
 
@@ -54,9 +55,7 @@ def quality(answers: list[str], text: str, metric: str, declined: bool | None = 
     keys = ci_metrics(metric)
     if declined is not None:
         return {k: float(declined) for k in keys}
-    clean = strip_citations(text)
-    s = {"em": M.exact_match(clean, answers), "f1": M.f1(clean, answers), "contains": M.contains(clean, answers),
-         "rouge_l": M.rouge_l(clean, answers)}
+    s = {key: metric_score(answers, text, name) for key, name in TEXT_SCORES.items()}
     key = headline_key(metric)
     if key not in s:
         s[key] = metric_score(answers, text, metric)
