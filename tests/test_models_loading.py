@@ -7,8 +7,7 @@ import shutil
 
 import pytest
 
-from ragtune.errors import ConfigError, ModelError
-from ragtune.models.backends import load_generator
+from ragtune.errors import ModelError
 from ragtune.models.loading import FALLBACK_CHAT_TEMPLATE, load_model_and_tokenizer, resolve_model
 
 
@@ -100,20 +99,6 @@ def test_adapter_trained_on_an_adapter_loads_both(tiny_lm_dir, tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, second(ids).logits, atol=1e-5)
         assert not torch.allclose(model(ids).logits, only_first(ids).logits, atol=1e-5)
-
-
-def test_load_generator_picks_backend_by_name(tiny_lm_dir):
-    generator = load_generator(str(tiny_lm_dir), backend="transformers", max_new_tokens=3, repeat_ngram=4,
-                               stop=["\n\n"])
-    assert type(generator).__name__ == "TransformersGenerator" and generator.max_new_tokens == 3
-    assert generator.repeat_ngram == 4 and generator.stop == ("\n\n",)  # the settings reach the shared loop
-    endpoint = load_generator(None, backend="openai", base_url="http://127.0.0.1:9/v1", model="m", stop=["END"])
-    assert type(endpoint).__name__ == "OpenAIChatGenerator" and endpoint.name == "m"
-    assert endpoint._body([], None, None, stream=False)["stop"] == ["END"]
-    with pytest.raises(ModelError, match="base_url"):
-        load_generator(None, backend="openai")
-    with pytest.raises(ConfigError, match="max_new_token"):
-        load_generator("smollm2", max_new_token=3)  # a typo is named, not ignored
 
 
 @pytest.mark.integration
