@@ -162,15 +162,15 @@ def test_absurd_flags_are_refused_before_anything_is_written(tmp_path, monkeypat
 
 @pytest.mark.parametrize("where", ["toml", "env"])
 def test_absurd_values_in_toml_or_environment_are_refused_alike(tmp_path, monkeypatch, where):
-    from ragtune.finetune.train import FineTuner
+    from ragtune.finetune.train import finetune
 
     monkeypatch.chdir(tmp_path)
     if where == "toml":
         (tmp_path / "ragtune.toml").write_text("[finetune]\nlearning_rate = 1e9\n")
     else:
         monkeypatch.setenv("RAGTUNE_FINETUNE__LEARNING_RATE", "1e9")
-    with pytest.raises(ConfigError) as info:
-        FineTuner("smollm2")
+    with pytest.raises(ConfigError) as info:  # the public entry reads the settings; FineTuner is handed them
+        finetune(tmp_path / "qa.jsonl", model="smollm2")
     message = one_line(str(info.value))
     assert "finetune.learning_rate" in message and "less than or equal to 0.1" in message
 
