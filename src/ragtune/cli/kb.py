@@ -88,7 +88,7 @@ def search(query: str = typer.Argument(..., help="What to look for."),
         where["source"] = source
     if tag:
         where["tags"] = tag
-    hits = _open(kb).search(query, k=k, where=where or None, mode=mode)
+    hits = _open(kb, overrides={"retrieval.k": k}).search(query, where=where or None, mode=mode)
     if as_json:
         print(json.dumps([{"source": h.source, "text": h.text, "score": h.score, "id": h.id,
                            "dense_score": h.metadata.get("dense_score"),

@@ -271,6 +271,8 @@ class KnowledgeBase:
         ``lexical_score`` (BM25, 0 when BM25 did not find it).
         """
         r = self.settings.retrieval
+        if k is not None and k < 1:  # 0 must not quietly mean the default, nor -1 "no matches"
+            raise ConfigError(f"setting 'retrieval.k' = {k}: the number of passages must be at least 1 (-k/--k)")
         k = k or r.k
         mode = mode or r.mode
         if mode not in ("hybrid", "dense", "lexical"):
