@@ -51,6 +51,7 @@ class TransformersGenerator(LocalGenerator):
 
         self.model = optimize_for_inference(model, optimize)
         self.static_cache = static_cache
+        self.context_length = int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 0) or 0)
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          eos_ids=eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [],
