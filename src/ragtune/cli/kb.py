@@ -159,6 +159,10 @@ def migrate(source: str = typer.Argument(..., help="The knowledge base to copy (
     from ragtune.index.migrate import migrate as run
 
     report = run(source, target)
+    if report.kept or report.replaced:  # the target was not empty: say it was a merge, not a copy
+        typer.secho(f"warning: {report.target} already held {report.kept + report.replaced} sources: merged, "
+                    f"{report.replaced} replaced by the copy and {report.kept} kept; it now holds "
+                    f"{report.target_chunks} chunks", fg="yellow", err=True)
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
         return

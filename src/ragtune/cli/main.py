@@ -40,8 +40,11 @@ def debug_enabled() -> bool:
 
 
 def report_error(error: BaseException, line: str) -> None:
-    """One clear line on stderr; with RAGTUNE_DEBUG=1 / --debug, the traceback and every cause after it."""
-    typer.secho(f"error: {line}", fg="red", err=True)
+    """One clear line on stderr; with RAGTUNE_DEBUG=1 / --debug, the traceback and every cause after it.
+    A password in the line (a --kb URL or libpq string echoed back) is masked."""
+    from ragtune.index.stores import redact
+
+    typer.secho(f"error: {redact(line)}", fg="red", err=True)
     if debug_enabled():
         cause: BaseException | None = error
         while cause is not None:  # `raise ... from None` hides the cause from users, not from a debug run
