@@ -128,5 +128,5 @@ def test_an_os_error_outside_the_checked_paths_is_one_line(monkeypatch, capsys, 
     (tmp_path / "a-file").write_text("x")
     code, err = run_main(monkeypatch, capsys, "config", "--kb", "a-file/kb", "--set", "retrieval.k=8", "--save")
     assert code == 1
-    line, hint = err.strip().splitlines()
-    assert line.startswith("error: a-file/kb: Not a directory; check the path") and "--debug" in hint
+    line = one_line(err.strip())
+    assert line.startswith("error: a-file/kb: Not a directory; check the path") and "--debug" in line

@@ -84,3 +84,23 @@ def test_eval_kb_of_a_folder_without_a_knowledge_base_is_an_error_naming_it(tmp_
     message = one_line(str(res.exception))
     assert f"--kb {kb}" in message and "ragtune ingest" in message
     assert kb.exists() == (state == "empty") and not (kb / "lance").exists() and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("error", [ValueError("bad value\n  at line 3\n\nof the input"), RecursionError(),
+                                   InputError("first line\nsecond line of a library's message"),
+                                   ConfigError("x" * 5000)], ids=["value-error", "recursion", "input", "wall"])
+def test_every_error_is_one_line_on_stderr_and_debug_has_the_rest(tmp_path, monkeypatch, capsys, error):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # off, and restored after the --debug run below sets it
+
+    def fails(*args, **kwargs):  # an error from deep inside, of a kind no check foresaw
+        raise error
+
+    monkeypatch.setattr("ragtune.config.load_settings", fails)
+    code, out, err = run_main(monkeypatch, capsys, "config")
+    line = one_line(err.strip())
+    assert code == 1 and out == "" and line.startswith("error: ") and len(line) <= 1100
+    if not isinstance(error, (InputError, ConfigError)):
+        assert f"unexpected {type(error).__name__}" in line and "--debug" in line
+    code, _, err = run_main(monkeypatch, capsys, "--debug", "config")
+    assert code == 1 and "Traceback (most recent call last):" in err
