@@ -161,7 +161,8 @@ class LanceStore:
             return []
         # A MatchQuery takes the words as plain words: a bare string would be parsed as query syntax
         # (quotes become a phrase query, which needs positions this index does not keep).
-        search = self._chunks.search(MatchQuery(query, "text"), query_type="fts")
+        match = MatchQuery(query, "text")  # type: ignore[call-arg]  # mypy misses its pydantic defaults
+        search = self._chunks.search(match, query_type="fts")
         search = search.select(HIT_COLUMNS + ["vector", "_score"]).limit(k)
         sql = _where_sql(where)
         if sql:
