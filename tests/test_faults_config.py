@@ -107,7 +107,7 @@ def test_error_is_one_line_without_debug(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback_and_the_hidden_cause(monkeypatch, capsys, tmp_path, how):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RAGTUNE_DEBUG", raising=False)
+    monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # restored afterwards: --debug sets it in os.environ
     args = ["config", "--set", "retrieval.k=many"]
     if how == "flag":
         args.insert(0, "--debug")

@@ -23,6 +23,8 @@ def invoke(*args: str):
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """The real entry point (`ragtune ...`), in process: exit code, stdout and stderr."""
     monkeypatch.setattr(sys, "argv", ["ragtune", *args])
+    if "--debug" not in args:
+        monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # whatever an earlier test left; restored afterwards
     with pytest.raises(SystemExit) as info:
         main()
     captured = capsys.readouterr()

@@ -22,6 +22,8 @@ SECRET = "s3cr3t-Pw"
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["ragtune", *args])
+    if "--debug" not in args:
+        monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # whatever an earlier test left; restored afterwards
     with pytest.raises(SystemExit) as info:
         main()
     captured = capsys.readouterr()
