@@ -52,10 +52,10 @@ class StoreSettings(Section):
 
 class RetrievalSettings(Section):
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    k: int = 3  # 3 beat 5 with the 135M reader on squad-mini tuning questions (BENCHMARKS.md, "Defaults")
-    candidates: int = 50  # per retriever, before fusion
+    k: int = Field(3, ge=1)  # 3 beat 5 with the 135M reader on squad-mini tuning questions (BENCHMARKS.md, "Defaults")
+    candidates: int = Field(50, ge=1)  # per retriever, before fusion
     fusion: Literal["convex", "rrf"] = "convex"  # convex: min-max-normalised cosine and BM25, mixed by dense_weight
-    dense_weight: float = 0.4  # share of the dense signal in the fused score (0 = BM25 only, 1 = dense only)
+    dense_weight: float = Field(0.4, ge=0, le=1)  # share of the dense signal in the fused score (0 = BM25 only, 1 = dense only)
     rerank: bool = False
     reranker_model: str | None = None  # a local cross-encoder folder
 
@@ -201,10 +201,7 @@ def load_settings(kb_dir: str | Path | None = None, overrides: dict[str, Any] | 
     for folder in dict.fromkeys(p.resolve() for p in folders):
         path = folder / CONFIG_FILE
         if path.is_file():
-            try:
-                _deep_merge(merged, tomllib.loads(path.read_text(encoding="utf-8")))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
+            _deep_merge(merged, _read_toml(path))
     for key, value in os.environ.items():
         if key.startswith("RAGTUNE_") and "__" in key:
             _set_dotted(merged, key[len("RAGTUNE_"):].lower().replace("__", "."), value)
@@ -252,10 +249,7 @@ def save_overrides(path: Path, overrides: dict[str, Any]) -> None:
     """Merge dotted overrides into a ragtune.toml (typed, validated, atomic); other keys of the file stay."""
     from ragtune.atomic import atomic_write
 
-    try:
-        current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
+    current = _read_toml(path) if path.exists() else {}
     for key, value in overrides.items():
         _set_dotted(current, key, value)
     try:  # store typed values: validate through Settings, then keep only the keys the file names
@@ -263,6 +257,16 @@ def save_overrides(path: Path, overrides: dict[str, Any]) -> None:
     except ValidationError as e:
         raise ConfigError(f"{path}: {e.errors()[0]['msg']} (at {'.'.join(map(str, e.errors()[0]['loc']))})") from None
     atomic_write(path, to_toml({s: {f: typed[s][f] for f in fs} for s, fs in current.items()}))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); TOML files are UTF-8, re-save it "
+                          "as UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from None
 
 
 def _deep_merge(into: dict, new: dict) -> None:

@@ -27,3 +27,7 @@ class TrainingError(RagtuneError):
 
 class StorageError(RagtuneError):
     """A knowledge base that cannot be written (full disk, read-only folder); what was stored is kept."""
+
+
+class PromptTooLongError(InputError):
+    """A prompt longer than the model's context window: the request's fault (a server answers 400), not the model's."""

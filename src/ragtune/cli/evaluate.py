@@ -49,12 +49,28 @@ def eval_command(
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
     qa = load_qa(qa_file, qa_format, metric)
+    _check_kb(kb, bool(qa.documents), bool(settings.store.url))
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
     results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
                        variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
                        seed=seed, split=split, train_qa=train_qa, freshness=freshness,
                        judge=judge_gen)
     _print_summary(results, out)
+
+
+def _check_kb(kb: str | None, qa_brings_documents: bool, on_server: bool) -> None:
+    """A --kb folder holding no knowledge base is a typo unless the QA set brings documents to index into it
+    (else an empty store is created and RAG is scored with nothing to retrieve)."""
+    from ragtune.errors import InputError
+    from ragtune.index.stores import is_url
+
+    if kb is None or is_url(kb) or on_server or qa_brings_documents:
+        return
+    folder = Path(kb)
+    if not (folder / "manifest.json").is_file() and not (folder / "lance").is_dir():
+        what = "does not exist" if not folder.exists() else "holds no knowledge base"
+        raise InputError(f"--kb {kb}: {what}; build one with `ragtune ingest PATH --kb {kb}`, or give a QA folder "
+                         "that brings its documents")
 
 
 def _print_summary(results: dict, out: Path) -> None:

@@ -57,8 +57,11 @@ def check_cmd(
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
         _print_check(report)
-    if not report.ok:
-        raise typer.Exit(1)
+    if not report.ok:  # the report is the output (stdout); the verdict is an error line on stderr, exit 1
+        first = report.errors[0]
+        raise InputError(f"{dataset}: {len(report.errors)} error(s) in the dataset, first: {first.kind}: "
+                         f"{first.message.splitlines()[0] if first.message else ''}; fix them (the report lists "
+                         "each) and re-run `ragtune data check`")
 
 
 def _print_check(report) -> None:

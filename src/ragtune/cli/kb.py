@@ -88,7 +88,7 @@ def search(query: str = typer.Argument(..., help="What to look for."),
         where["source"] = source
     if tag:
         where["tags"] = tag
-    hits = _open(kb).search(query, k=k, where=where or None, mode=mode)
+    hits = _open(kb, overrides={"retrieval.k": k}).search(query, where=where or None, mode=mode)
     if as_json:
         print(json.dumps([{"source": h.source, "text": h.text, "score": h.score, "id": h.id,
                            "dense_score": h.metadata.get("dense_score"),
@@ -159,6 +159,10 @@ def migrate(source: str = typer.Argument(..., help="The knowledge base to copy (
     from ragtune.index.migrate import migrate as run
 
     report = run(source, target)
+    if report.kept or report.replaced:  # the target was not empty: say it was a merge, not a copy
+        typer.secho(f"warning: {report.target} already held {report.kept + report.replaced} sources: merged, "
+                    f"{report.replaced} replaced by the copy and {report.kept} kept; it now holds "
+                    f"{report.target_chunks} chunks", fg="yellow", err=True)
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
         return

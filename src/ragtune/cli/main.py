@@ -39,17 +39,29 @@ def debug_enabled() -> bool:
     return os.environ.get("RAGTUNE_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+MAX_LINE = 1000  # characters of an error line; a library's wall of text is cut, the rest is in --debug
+
+
+def flatten(message: str) -> str:
+    """A message as one line: a library's multi-line text joined, a wall of log cut at MAX_LINE."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE - 30].rstrip() + " … (the rest with --debug)"
+
+
 def report_error(error: BaseException, line: str) -> None:
-    """One clear line on stderr; with RAGTUNE_DEBUG=1 / --debug, the traceback and every cause after it."""
-    typer.secho(f"error: {line}", fg="red", err=True)
+    """One clear line on stderr; with RAGTUNE_DEBUG=1 / --debug, the traceback and every cause after it.
+    A password in the line (a --kb URL or libpq string echoed back) is masked."""
+    from ragtune.index.stores import redact
+
+    hint = "" if isinstance(error, RagtuneError) or debug_enabled() else \
+        " (re-run with --debug or RAGTUNE_DEBUG=1 for the traceback)"
+    typer.secho(f"error: {flatten(redact(line))}{hint}", fg="red", err=True)
     if debug_enabled():
         cause: BaseException | None = error
         while cause is not None:  # `raise ... from None` hides the cause from users, not from a debug run
             cause.__suppress_context__ = False
             cause = cause.__cause__ or cause.__context__
         traceback.print_exception(error, file=sys.stderr)
-    elif not isinstance(error, RagtuneError):
-        typer.secho("re-run with --debug (or RAGTUNE_DEBUG=1) for the traceback", err=True)
 
 
 def _os_error_line(e: OSError) -> str:
@@ -69,6 +81,9 @@ def main() -> None:
         sys.exit(1)
     except OSError as e:  # a full disk or a read-only folder met outside the checked paths
         report_error(e, _os_error_line(e))
+        sys.exit(1)
+    except Exception as e:  # a case no check foresaw: still one line; the traceback with --debug
+        report_error(e, f"unexpected {type(e).__name__}: {str(e) or 'no message'}; please report it")
         sys.exit(1)
     except KeyboardInterrupt:
         typer.secho("interrupted; re-run the same command to resume", fg="yellow", err=True)

@@ -2,7 +2,8 @@
 
     ragtune score predictions.jsonl [--metric call] [--json]
 
-Each row: ``{"question": "...", "answers": ["gold", ...], "prediction": "..."}``. ``--json`` prints
+Each row: ``{"question": "...", "answers": ["gold", ...], "prediction": "..."}``, optionally ``"metric"``
+(the same on every row that has one; ``--metric`` overrides it). ``--json`` prints
 ``{"metric", "n", "mean", "scores"}`` (one score per row, in input order), so another system's answers (a vendor
 API, a colleague's pipeline) compare with ragtune's on the same metric.
 """
@@ -17,14 +18,20 @@ import typer
 Row = tuple[int, str, list[str], str]  # line, question, gold answers, prediction
 
 
-def read_predictions(path: Path) -> list[Row]:
-    """(line, question, gold answers, prediction) per row; a bad row is one clear error naming file:line and
-    field."""
+def read_predictions(path: Path) -> tuple[list[Row], tuple[str, str] | None]:
+    """(line, question, gold answers, prediction) per row, and the metric the rows declare (a ``metric`` field,
+    one per file, as in a QA file) with its reason; a bad row is one clear error naming file:line and field."""
     from ragtune.errors import InputError
-    from ragtune.evaluate.qa import read_jsonl
+    from ragtune.evaluate.qa import _declared_metric, read_jsonl
 
     rows = []
-    for n, row in read_jsonl(path):
+    try:
+        lines = list(read_jsonl(path))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8") from None
+    except RecursionError:
+        raise InputError(f"{path}: a row nests JSON thousands of levels deep; give each prediction as a string") from None
+    for n, row in lines:
         question, answers, prediction = row.get("question"), row.get("answers"), row.get("prediction")
         if isinstance(answers, str):
             answers = [answers]
@@ -37,7 +44,7 @@ def read_predictions(path: Path) -> list[Row]:
         rows.append((n, question, answers, prediction))
     if not rows:
         raise InputError(f"{path}: no rows; each line needs question, answers and prediction")
-    return rows
+    return rows, _declared_metric(path, lines)
 
 
 def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Row], list[float]]:
@@ -46,12 +53,12 @@ def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Ro
     from ragtune.evaluate.qa import QAItem, QASet
     from ragtune.evaluate.scorers import get_metric, infer_metric, metric_score
 
-    rows = read_predictions(path)
+    rows, declared = read_predictions(path)
     if metric:
         get_metric(metric)
         reason = "given with --metric"
     else:
-        metric, reason = infer_metric([answers for _, _, answers, _ in rows])
+        metric, reason = declared or infer_metric([answers for _, _, answers, _ in rows])
     items = [QAItem(str(n), q, answers, metadata={"line": n}) for n, q, answers, _ in rows]
     check_gold(QASet(path.name, items, metric=metric), questions=False)  # rows may repeat a question
     return metric, reason, rows, [metric_score(answers, pred, metric) for _, _, answers, pred in rows]

@@ -14,10 +14,13 @@ import ast
 import functools
 import importlib
 import inspect
+import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import regex as regex_engine
 
 from ragtune import metrics as M
 from ragtune.errors import InputError
@@ -45,11 +48,16 @@ def exact(prediction: str, answers: Sequence[str]) -> float:
     return float(any(prediction.strip() == a.strip() for a in answers))
 
 
+JSON_STARTS = 100  # brackets tried as the start of the JSON inside an answer
+REGEX_TIMEOUT_S = 1.0  # per search: a gold with catastrophic backtracking fails instead of hanging the run
+
+
 @functools.lru_cache(maxsize=1024)
-def gold_pattern(gold: str) -> re.Pattern:
+def gold_pattern(gold: str) -> Any:
+    # The `regex` engine (re's syntax) because its searches take a timeout; `re` cannot be interrupted.
     try:
-        return re.compile(gold)
-    except re.error as e:
+        return regex_engine.compile(gold)
+    except regex_engine.error as e:
         raise InputError(f"gold answer {gold!r} is not a valid regular expression ({e}); fix it or use another "
                          "metric") from None
 
@@ -57,21 +65,35 @@ def gold_pattern(gold: str) -> re.Pattern:
 def regex(prediction: str, answers: Sequence[str]) -> float:
     """1.0 when a gold regular expression is found in the prediction (``re.search``: anchor a gold with ^...$
     for a full match; searching lets a sentence-long answer count, as ``contains`` does)."""
-    return float(any(gold_pattern(a).search(prediction.strip()) for a in answers))
+    for answer in answers:
+        try:
+            if gold_pattern(answer).search(prediction.strip(), timeout=REGEX_TIMEOUT_S):
+                return 1.0
+        except TimeoutError:
+            raise InputError(f"gold answer {answer[:80]!r}: the regular expression ran over {REGEX_TIMEOUT_S:g} s on "
+                             f"one prediction (catastrophic backtracking, e.g. (a+)+); simplify it") from None
+    return 0.0
 
 
 def first_json(text: str) -> Any:
     """The prediction parsed as JSON, or else the first JSON object or array inside it (None when there is none)."""
+    # RecursionError: JSON nested deeper than Python parses (thousands of levels) is no answer to a question
     try:
         return json.loads(text.strip())
     except ValueError:
         pass
+    except RecursionError:
+        return None
     decoder = json.JSONDecoder()
-    for m in re.finditer(r"[\[{]", text):
+    # The first JSON_STARTS brackets only: each failed attempt costs O(len(text)) (the error counts lines), so
+    # trying every bracket of a long hostile answer is quadratic.
+    for m in itertools.islice(re.finditer(r"[\[{]", text), JSON_STARTS):
         try:
             return decoder.raw_decode(text, m.start())[0]
         except ValueError:
             continue
+        except RecursionError:
+            return None
     return None
 
 
@@ -98,7 +120,7 @@ def json_match(prediction: str, answers: Sequence[str]) -> float:
     for answer in answers:
         try:
             gold = json.loads(answer)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # check_gold names such a gold answer before any model runs
         if _json_within(gold, found):
             return 1.0

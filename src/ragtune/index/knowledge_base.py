@@ -28,7 +28,7 @@ from ragtune.index.embedders import Embedder, make_embedder
 from ragtune.index.ingest import IngestReport, Pending, SourceStatus, chunk_document, commit, prepare_file
 from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
 from ragtune.index.search import FUSIONS, single
-from ragtune.index.stores import VectorStore, is_url, make_store, redact
+from ragtune.index.stores import VectorStore, is_url, looks_like_conninfo, make_store, redact
 from ragtune.index.writes import read_errors, write_errors
 from ragtune.types import Document, Hit
 
@@ -43,6 +43,9 @@ class KnowledgeBase:
     """Opens (or creates) the knowledge base in ``path``."""
 
     def __init__(self, path: str | Path, settings: Settings | None = None, embedder: Embedder | None = None):
+        if looks_like_conninfo(path):  # not a folder to create under that name, password and all
+            raise ConfigError(f"--kb {redact(str(path))}: a libpq key/value string; give the database as a URL, "
+                              "postgresql://user@host/db (the password in $PGPASSWORD)")
         url = str(path) if is_url(path) else None  # a postgresql:// URL: the kb lives in that database
         self.path = None if url else Path(path)
         if self.path is not None:
@@ -271,6 +274,8 @@ class KnowledgeBase:
         ``lexical_score`` (BM25, 0 when BM25 did not find it).
         """
         r = self.settings.retrieval
+        if k is not None and k < 1:  # 0 must not quietly mean the default, nor -1 "no matches"
+            raise ConfigError(f"setting 'retrieval.k' = {k}: the number of passages must be at least 1 (-k/--k)")
         k = k or r.k
         mode = mode or r.mode
         if mode not in ("hybrid", "dense", "lexical"):

@@ -22,9 +22,12 @@ from ragtune.index.stores import is_url
 class MigrateReport:
     source: str
     target: str
-    sources: int
-    chunks: int
+    sources: int  # sources copied
+    chunks: int  # chunks copied
     embedded: int  # texts missing from the source's cache, embedded now
+    kept: int = 0  # sources the target already held besides the copied ones (merged: they stay)
+    replaced: int = 0  # sources of the same name the target held, replaced by the copy
+    target_chunks: int = 0  # chunks in the target after the copy
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -47,6 +50,7 @@ def migrate(source: str | Path, target: str | Path) -> MigrateReport:
     embedded = 0
     with dst._lock():
         dst.manifest.load()
+        held = set(dst.manifest.sources)
         dst.manifest.embedder = dict(src.manifest.embedder)
         batch: list[str] = []
         for name in sorted(src.manifest.sources):
@@ -57,7 +61,9 @@ def migrate(source: str | Path, target: str | Path) -> MigrateReport:
         embedded += _copy(src, dst, batch, by_source)
         dst.store.optimize()
     _verify(src, dst)
-    return MigrateReport(src.name, dst.name, len(src.manifest.sources), len(dst), embedded)
+    copied = set(src.manifest.sources)
+    return MigrateReport(src.name, dst.name, len(copied), sum(len(c) for c in by_source.values()), embedded,
+                         kept=len(held - copied), replaced=len(held & copied), target_chunks=len(dst))
 
 
 def _copy(src: KnowledgeBase, dst: KnowledgeBase, names: list[str], by_source: dict[str, list]) -> int:

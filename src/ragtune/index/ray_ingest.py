@@ -78,7 +78,31 @@ class _Precomputed:
         return np.stack([self.vectors[t] for t in texts])
 
 
+RAY_HINT = ("give 'local', 'auto' (a cluster started on this machine), host:port of a running head node, or "
+            "ray://head:10001")
+
+
+def _check_address(address: str) -> None:
+    """A host:port (or ray://host:port) must parse and answer before Ray is asked: Ray itself retries an
+    unreachable head for minutes, logging a warning every few seconds."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray {address}: not a cluster address; {RAY_HINT}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"--ray {address}: nothing answers there ({e.strerror or type(e).__name__}); start the head "
+                          "node (`ray start --head`) or fix the address") from None
+
+
 def _start(address: str | None) -> None:
+    if address:
+        _check_address(address)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ warnings would drown the one error line
     try:
         import ray
     except ImportError:
@@ -87,10 +111,15 @@ def _start(address: str | None) -> None:
         return
     logging.getLogger("ray").setLevel(logging.WARNING)  # progress lines would drown the ingestion report
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count(), **kwargs)
+    except (ValueError, ConnectionError, RuntimeError, TimeoutError) as e:  # a malformed or unreachable address
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"--ray {address or 'local'}: cannot start or reach the Ray cluster ({first}); "
+                          f"{RAY_HINT}") from e
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

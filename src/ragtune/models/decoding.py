@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ragtune.errors import PromptTooLongError
 from ragtune.models.base import Generator
 from ragtune.types import Message
 
@@ -73,6 +74,8 @@ def cut_at_stop(text: str, stops: Iterable[str]) -> int | None:
 class LocalGenerator(Generator):
     """What both local backends share; a subclass implements ``_tokens``."""
 
+    context_length = 0  # tokens the model can attend to (0: unknown); a longer prompt is refused before decoding
+
     def __init__(self, tokenizer: Any, *, name: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  eos_ids: Iterable[int] = (), repeat_ngram: int = 6, stop: Iterable[str] = ()) -> None:
         self.tokenizer = tokenizer
@@ -102,6 +105,10 @@ class LocalGenerator(Generator):
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
         prompt = self.prompt_ids(messages)
+        if self.context_length and len(prompt) >= self.context_length:
+            raise PromptTooLongError(f"model '{self.name}': the prompt has {len(prompt)} tokens, more than its "
+                                     f"context of {self.context_length}; shorten the question or messages, or "
+                                     "lower rag.max_context_tokens or retrieval.k")
         limit = max_new_tokens or self.max_new_tokens
         temperature = self.temperature if temperature is None else temperature
         repeat, stream = RepetitionStop(self.repeat_ngram), TextStream()

@@ -15,6 +15,7 @@ import json
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ragtune.errors import ModelError
@@ -37,6 +38,7 @@ class TransformersGenerator(LocalGenerator):
 
         self.model = optimize_for_inference(model, optimize)
         self.static_cache = static_cache
+        self.context_length = int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 0) or 0)
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          eos_ids=eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [],
@@ -114,13 +116,6 @@ class _StopWhen:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-class _Overloaded(Exception):
-    """A 429 / 5xx reply that will be retried."""
-
-    def __init__(self, response: Any):
-        self.response = response
-
-
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -156,7 +151,13 @@ class OpenAIChatGenerator(Generator):
     def __call__(self, messages: list[Message], *, max_new_tokens: int | None = None,
                  temperature: float | None = None) -> str:
         body = self._body(messages, max_new_tokens, temperature, stream=False)
-        return self._content(self._request(body))
+        end = time.monotonic() + self.deadline
+        with self._response(body) as response:  # read piece by piece so the deadline holds for a trickling body
+            raw = bytearray()
+            for block in response.iter_bytes():
+                self._within(end)
+                raw += block
+        return self._content(self._json(bytes(raw)))
 
     def _content(self, data: Any) -> str:
         """``choices[0].message.content`` of a whole (not streamed) reply."""
@@ -168,34 +169,28 @@ class OpenAIChatGenerator(Generator):
 
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
-        import httpx
-
         body = self._body(messages, max_new_tokens, temperature, stream=True)
         end = time.monotonic() + self.deadline
-        try:
-            with self._client.stream("POST", "/chat/completions", json=body) as response:
-                self._check(response)
-                first, events, other = True, 0, list[str]()
-                for line in response.iter_lines():
-                    self._within(end)
-                    if not line.startswith("data:"):
-                        if len(other) < 1000:
-                            other.append(line)  # blank separators, comments (keep-alives), "event:" lines
-                        continue
-                    payload = line[5:].strip()
-                    events += 1
-                    if payload == "[DONE]":
-                        break
-                    piece = _delta(self._json(payload))
-                    if first:
-                        piece = piece.lstrip()
-                        first = not piece
-                    if piece:
-                        yield piece
-                if not events:  # not an event stream: a server that ignored stream=true, or garbage
-                    yield self._content(self._json("\n".join(other)))
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from None
+        with self._response(body) as response:  # retried like a whole reply: no token has been yielded yet
+            first, events, other = True, 0, list[str]()
+            for line in response.iter_lines():
+                self._within(end)
+                if not line.startswith("data:"):
+                    if len(other) < 1000:
+                        other.append(line)  # blank separators, comments (keep-alives), "event:" lines
+                    continue
+                payload = line[5:].strip()
+                events += 1
+                if payload == "[DONE]":
+                    break
+                piece = _delta(self._json(payload))
+                if first:
+                    piece = piece.lstrip()
+                    first = not piece
+                if piece:
+                    yield piece
+            if not events:  # not an event stream: a server that ignored stream=true, or garbage
+                yield self._content(self._json("\n".join(other)))
 
     def _body(self, messages: list[Message], max_new_tokens: int | None, temperature: float | None,
               stream: bool) -> dict[str, Any]:
@@ -204,39 +199,34 @@ class OpenAIChatGenerator(Generator):
                 "temperature": self.temperature if temperature is None else temperature}
         return {**body, "stop": self.stop} if self.stop else body
 
-    def _request(self, body: dict[str, Any]) -> Any:
-        """``_request_once``, retried on 429 / 5xx with exponential backoff (or the server's Retry-After)."""
-        for attempt in range(self.retries + 1):
-            try:
-                return self._request_once(body, retry=attempt < self.retries)
-            except _Overloaded as e:
-                time.sleep(_retry_delay(e.response, self.backoff_s * 2 ** attempt))
-        raise AssertionError("unreachable")  # the last attempt never raises _Overloaded
-
-    def _request_once(self, body: dict[str, Any], retry: bool = False) -> Any:
-        """POST and parse the JSON reply, read piece by piece so the deadline holds for a trickling body."""
+    @contextmanager
+    def _response(self, body: dict[str, Any]) -> Iterator[Any]:
+        """The POST's response with a good status, before any of its body is read; a 429 / 5xx is retried with
+        exponential backoff (or the server's Retry-After). Whole and streamed replies open here alike, so a
+        stream is retried only while nothing of it has reached the caller."""
         import httpx
 
-        end = time.monotonic() + self.deadline
-        try:
-            with self._client.stream("POST", "/chat/completions", json=body) as response:
-                if _retryable(response.status_code):
-                    response.read()
-                    if retry:
-                        raise _Overloaded(response)
-                    if self.retries:
-                        detail = response.text.strip().replace("\n", " ")[:200]
-                        raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
-                                         f"{self.retries + 1} times: {detail} (the endpoint is overloaded or "
-                                         "failing; lower generator.concurrency or raise generator.retries)")
-                self._check(response)
-                raw = bytearray()
-                for block in response.iter_bytes():
-                    self._within(end)
-                    raw += block
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from None
-        return self._json(bytes(raw))
+        for attempt in range(self.retries + 1):
+            delay = None
+            try:
+                with self._client.stream("POST", "/chat/completions", json=body) as response:
+                    if _retryable(response.status_code):
+                        response.read()
+                        if attempt < self.retries:  # retried below, once this connection is back in the pool
+                            delay = _retry_delay(response, self.backoff_s * 2 ** attempt)
+                        elif self.retries:
+                            detail = response.text.strip().replace("\n", " ")[:200]
+                            raise ModelError(f"{self.base_url}/chat/completions answered HTTP {response.status_code} "
+                                             f"{self.retries + 1} times: {detail} (the endpoint is overloaded or "
+                                             "failing; lower generator.concurrency or raise generator.retries)")
+                    if delay is None:
+                        self._check(response)
+                        yield response
+                        return
+            except httpx.TransportError as e:
+                raise self._unreachable(e) from None
+            time.sleep(delay or 0.0)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def _within(self, end: float) -> None:
         if time.monotonic() > end:

@@ -85,10 +85,7 @@ class OrtGenerator(LocalGenerator):
         import onnxruntime_genai as og
 
         length = len(prompt) + max_new_tokens
-        if self.context_length:
-            if len(prompt) >= self.context_length:
-                raise ModelError(f"model '{self.name}': the prompt has {len(prompt)} tokens, more than its context "
-                                 f"of {self.context_length}; lower rag.max_context_tokens or retrieval.k")
+        if self.context_length:  # a prompt over it was refused by LocalGenerator.stream
             length = min(length, self.context_length)
         params = og.GeneratorParams(self.model)
         options: dict[str, Any] = {"max_length": length, "do_sample": temperature > 0}

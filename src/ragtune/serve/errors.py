@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StorageError
+from ragtune.errors import ConfigError, InputError, ModelError, PromptTooLongError, RagtuneError, StorageError
 
 log = logging.getLogger("ragtune.serve")
 
@@ -84,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def from_ragtune_error(exc: RagtuneError) -> APIError:
     """Bad input is the client's fault (400); a model or setting that fails is the server's (503/500)."""
+    if isinstance(exc, PromptTooLongError):  # OpenAI's code for it; a 400, which clients do not retry
+        return APIError(400, str(exc), code="context_length_exceeded", param="messages")
     if isinstance(exc, InputError):
         return APIError(400, str(exc), code="invalid_input")
     if isinstance(exc, ModelError):

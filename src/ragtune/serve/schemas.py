@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class Lenient(BaseModel):
@@ -14,11 +14,14 @@ class Lenient(BaseModel):
 
 class ChatMessage(Lenient):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[dict[str, Any]] | None = Field(default=None, validate_default=True)
 
     @field_validator("content")
     @classmethod
-    def text_parts_only(cls, value: Any) -> Any:
+    def text_parts_only(cls, value: Any, info: ValidationInfo) -> Any:
+        # null is OpenAI's content of an assistant turn that only called tools; any other turn needs text
+        if value is None and info.data.get("role", "assistant") != "assistant":
+            raise ValueError("content is required (a string or text parts) for a system or user message")
         # Images and audio cannot be answered by a text model: say so rather than drop them silently.
         if isinstance(value, list) and any(p.get("type") != "text" or not isinstance(p.get("text"), str)
                                            for p in value):

@@ -8,7 +8,7 @@ from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError
 from ragtune.index.stores.base import StoredHit, VectorStore
 
-__all__ = ["StoredHit", "VectorStore", "make_store", "is_url", "redact"]
+__all__ = ["StoredHit", "VectorStore", "make_store", "is_url", "looks_like_conninfo", "redact"]
 
 
 def is_url(location) -> bool:
@@ -17,11 +17,20 @@ def is_url(location) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and logs."""
+    """The URL (or libpq ``key=value`` string, or a message quoting one) with any password replaced by ***."""
     import re
 
-    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
-    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
+    url = re.sub(r"(://[^:/@?\s]*):[^@/?\s]*@", r"\1:***@", url)
+    # password=s3cret, password = 's3 cret' (libpq quoting, \' inside), ?password=s3cret&...
+    return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)", r"\1***", url)
+
+
+def looks_like_conninfo(location) -> bool:
+    """Whether a --kb value is a libpq ``key=value`` connection string (``host=db dbname=kb ...``)."""
+    import re
+
+    return isinstance(location, str) and bool(
+        re.match(r"\s*(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=", location, re.I))
 
 
 def make_store(backend: str, location: str | Path, settings: StoreSettings | None = None) -> VectorStore:

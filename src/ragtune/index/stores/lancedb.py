@@ -30,6 +30,7 @@ os.environ.setdefault("LANCEDB_LOG", "error")  # keep LanceDB's Rust warnings of
 import lancedb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from lancedb.index import FTS  # noqa: E402
+from lancedb.query import MatchQuery  # noqa: E402
 
 # Old table versions are dropped this long after they stop being current: long enough for a
 # concurrent reader (the server) to finish a query, short enough that ingestions do not pile up.
@@ -158,7 +159,10 @@ class LanceStore:
     def lexical_search(self, query: str, k: int, where: dict | None = None) -> list[StoredHit]:
         if self._chunks is None or not query.strip():
             return []
-        search = self._chunks.search(query, query_type="fts", fts_columns="text")
+        # A MatchQuery takes the words as plain words: a bare string would be parsed as query syntax
+        # (quotes become a phrase query, which needs positions this index does not keep).
+        match = MatchQuery(query, "text")  # type: ignore[call-arg]  # mypy misses its pydantic defaults
+        search = self._chunks.search(match, query_type="fts")
         search = search.select(HIT_COLUMNS + ["vector", "_score"]).limit(k)
         sql = _where_sql(where)
         if sql:

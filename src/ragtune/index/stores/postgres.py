@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ragtune.config import StoreSettings
-from ragtune.errors import ConfigError
+from ragtune.errors import ConfigError, StorageError
 from ragtune.index.stores import redact
 from ragtune.index.stores.base import StoredHit, check_filter
 from ragtune.index.stores.pg_sql import (
@@ -155,18 +155,30 @@ class PgStore:
     @contextmanager
     def writer(self, wait: bool = True) -> Iterator[bool]:
         """One writer per knowledge base: a session advisory lock; an unfinished batch is rolled back."""
-        held = bool(self._write.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})").fetchone()[0])
-        if not held and wait:
-            print(f"{self.name}: another process is writing to this knowledge base; waiting for it to finish",
-                  file=sys.stderr, flush=True)
-            self._write.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
-            held = True
+        import psycopg
+
+        held = False
         try:
+            held = bool(self._write.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})").fetchone()[0])
+            if not held and wait:
+                print(f"{self.name}: another process is writing to this knowledge base; waiting for it to finish",
+                      file=sys.stderr, flush=True)
+                self._write.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
+                held = True
             yield held
+        except psycopg.OperationalError as e:  # the server stopped or the network dropped mid-write
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise StorageError(f"{self.name}: lost the connection to PostgreSQL during a write ({redact(first)}); "
+                               "check that the server is up and re-run (the unfinished batch was rolled back, "
+                               "what was stored before is kept)") from e
         finally:
-            self.rollback()  # nothing open after a clean run; after an error, the batch is undone
-            if held:
-                self._write.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})")
+            conn = self._conn_write
+            if conn is None or conn.broken or conn.closed:  # the server rolled back and unlocked with the session
+                self._tx, self._conn_write = None, None
+            else:
+                self.rollback()  # nothing open after a clean run; after an error, the batch is undone
+                if held:
+                    self._write.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})")
 
     def close(self) -> None:
         for conn in (self._read, self._conn_write):
