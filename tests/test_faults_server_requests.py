@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from _faults_util import one_line
 from ragtune.config import Settings
-from ragtune.models.loading import load_generator
+from ragtune.models.backends import load_generator
 from ragtune.serve import create_app
 
 CHAT = "/v1/chat/completions"
