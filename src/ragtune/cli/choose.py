@@ -23,19 +23,21 @@ def choose_command(
                                    "key=VALUE without a dot is an advise constraint"),
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
-    from ragtune.advise import read_answers
+    from ragtune.advise import read_answers, validate
     from ragtune.config import parse_assignments
     from ragtune.evaluate.choose import Choice
+    from ragtune.evaluate.verdict import headline
 
     pairs = parse_assignments(set_)
     overrides = {k: v for k, v in pairs.items() if "." in k}
     given = read_answers(constraints) if constraints else {}
     given.update({k: v for k, v in pairs.items() if "." not in k})
+    validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
                     overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True))
     results = choice.run()
     advice = results["advice"]
-    typer.secho(f"recommendation: {advice['recommendation']}", bold=True)
+    typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")

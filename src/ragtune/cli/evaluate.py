@@ -87,6 +87,7 @@ def advise_command(
     """Recommend RAG, fine-tuning, both or neither, with reasons citing your constraints and measured figures."""
     from ragtune.advise import QUESTIONS, advise, read_answers
     from ragtune.config import parse_assignments
+    from ragtune.evaluate.verdict import headline
 
     given: dict = read_answers(answers) if answers else {}
     given.update(parse_assignments(set_))
@@ -100,11 +101,11 @@ def advise_command(
     if as_json:
         typer.echo(json.dumps(rec.to_json(), indent=2, default=str))
         return
-    typer.secho(f"recommendation: {rec.recommendation}", bold=True)
+    typer.secho(f"recommendation: {headline(rec.to_json())}", bold=True)
     for reason in rec.reasons:
         typer.echo(f"  - {reason}")
     if rec.to_measure:
-        typer.echo("to decide with evidence, measure:")
+        typer.echo("to settle it:" if evidence is not None else "to decide with evidence, measure:")
         for item in rec.to_measure:
             typer.echo(f"  * {item}")
 

@@ -130,11 +130,13 @@ def bootstrap_ci(scores: Sequence[float], resamples: int = 1000, confidence: flo
 def compare(a: Sequence[float], b: Sequence[float], resamples: int = 1000, confidence: float = 0.95,
             seed: int = 0) -> dict:
     """Paired bootstrap of mean(a) - mean(b) over the same questions. The tie rule: when the interval of the
-    difference contains 0 the two are a tie; otherwise the one with the higher mean wins."""
+    difference contains 0 the two are a tie; otherwise the one with the higher mean wins. Also the number of
+    questions ``n`` and the standard deviation ``sd`` of the per-question differences."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError("compare() needs two non-empty score lists over the same questions")
     lo, hi = bootstrap_ci(x - y, resamples, confidence, seed)
     diff = float(x.mean() - y.mean())
     verdict = "tie" if lo <= 0.0 <= hi else ("a" if diff > 0 else "b")
-    return {"diff": diff, "ci": [lo, hi], "verdict": verdict}
+    sd = float((x - y).std(ddof=1)) if x.size > 1 else 0.0  # of the per-question differences: how many would settle a tie
+    return {"diff": diff, "ci": [lo, hi], "verdict": verdict, "n": int(x.size), "sd": sd}

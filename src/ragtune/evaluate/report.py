@@ -157,7 +157,9 @@ def _choice(results: dict) -> list[str]:
     parts: list[str] = []
     advice = results.get("advice")
     if advice:
-        parts += [f"<h2>Recommendation: {html.escape(advice['recommendation'])}</h2><ul>"
+        from ragtune.evaluate.verdict import headline
+
+        parts += [f"<h2>Recommendation: {html.escape(headline(advice))}</h2><ul>"
                   + "".join(f"<li>{html.escape(r)}</li>" for r in advice["reasons"]) + "</ul>"]
     c = results.get("choose")
     if not c:
