@@ -152,7 +152,7 @@ def test_check_gold_regex_and_json():
 
 
 def test_contains_gold_that_normalises_to_nothing_fails_the_check():
-    with pytest.raises(InputError, match="'The' does not score 1"):
+    with pytest.raises(InputError, match="'The' is blank once normalised"):
         S.check_gold(_qa(QAItem("1", "Article?", ["The"])), "contains")
 
 

@@ -29,6 +29,7 @@ from ragtune.evaluate.verdict import (
     ranking,
     settle_text,
     tie_text,
+    too_few,
 )
 
 # key → (allowed values or a type, question asked interactively)
@@ -304,7 +305,7 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
     few = few_questions(ev) if ev is not None else None
     if few:
         reasons.append(Reason(few, "inconclusive", 0.0, "evidence:qa.n"))
-    unclear = out_of_reach(ev) if ev is not None else None
+    unclear = out_of_reach(ev) or too_few(ev) if ev is not None else None
     if unclear:
         reasons.append(Reason(unclear, "inconclusive", 9.0, "evidence:variants"))
         return _inconclusive(reasons, score, answers, evidence, WHAT_TO_MEASURE)

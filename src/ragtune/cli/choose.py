@@ -21,6 +21,8 @@ def choose_command(
                                                "knowledge_change = \"daily\""),
     set_: list[str] = typer.Option([], "--set", help="section.field=VALUE sets a setting (not tuned then); "
                                    "key=VALUE without a dot is an advise constraint"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
+                                "name them, refusing only when more than 20% are bad)"),
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
     from ragtune.advise import read_answers, validate
@@ -34,9 +36,14 @@ def choose_command(
     given.update({k: v for k, v in pairs.items() if "." not in k})
     validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
-                    overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True))
+                    overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True),
+                    strict=strict)
     results = choice.run()
     advice = results["advice"]
+    from ragtune.evaluate.report import unindexed_warning
+
+    if unindexed_warning(results):
+        typer.secho(unindexed_warning(results), err=True, fg="yellow")
     typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")

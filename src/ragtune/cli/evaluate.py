@@ -31,11 +31,14 @@ def eval_command(
     set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
     judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
+                                "name them, refusing only when more than 20% are bad)"),
 ) -> None:
     """Run base / RAG / fine-tuned / fine-tuned+RAG / RAFT on the same questions; write report/ and results.json."""
     from ragtune.config import load_settings, parse_assignments
-    from ragtune.evaluate.qa import load_qa
+    from ragtune.evaluate.qa import load_qa, skipped_lines
     from ragtune.evaluate.runner import evaluate
+    from ragtune.evaluate.scorers import check_gold
 
     overrides: dict[str, object] = dict(parse_assignments(set_))
     # a flag given wins over the same --set; a flag not given must not erase it
@@ -48,7 +51,9 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    qa = load_qa(qa_file, qa_format, metric)
+    qa = check_gold(load_qa(qa_file, qa_format, metric), strict=strict)
+    for line in skipped_lines(qa):
+        typer.secho(line, err=True, fg="yellow")
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
     results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
                        variants=[v.strip() for v in variants.split(",")] if variants else None, limit=limit,
@@ -72,8 +77,12 @@ def _print_summary(results: dict, out: Path) -> None:
     console = Console()
     console.print(table)
     if results.get("retrieval"):
+        from ragtune.evaluate.report import unindexed_warning
+
         r = results["retrieval"]
         console.print(f"retrieval: recall@1 {r['recall@1']:.3f}, recall@{r['k']} {r['recall@k']:.3f}, MRR {r['mrr']:.3f}")
+        if unindexed_warning(results):
+            typer.secho(unindexed_warning(results), err=True, fg="yellow")
     tied = f" (tied with {', '.join(results['tied_with_best'])})" if results.get("tied_with_best") else ""
     console.print(f"best: {results['best']}{tied}\nreport: {out / 'index.html'}  results: {out / 'results.json'}")
 

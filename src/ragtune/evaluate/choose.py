@@ -17,7 +17,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ragtune.atomic import atomic_write_json
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate.metrics import normalize
-from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa
+from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa, skipped_lines
 from ragtune.finetune.data import Example
 from ragtune.models.prompts import closed_book_messages
 
@@ -112,7 +112,7 @@ class Choice:
     def __init__(self, docs: list[str | Path], qa: str | Path, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 say: Say = print) -> None:
+                 say: Say = print, strict: bool = False) -> None:
         self.docs, self.qa_path, self.out = [Path(d) for d in docs], Path(qa), Path(out)
         self.train_path = Path(train) if train else None
         self.constraints, self.say = constraints or {}, say
@@ -123,7 +123,13 @@ class Choice:
         self.model = model or self.settings.generator.model
         self.state_path = self.out / "choose.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.qa = load_qa(self.qa_path, metric=metric)  # an unknown metric name stops here, before any work
+        from ragtune.evaluate.scorers import check_gold
+
+        # before any work: an unknown metric name stops here; bad lines are left out and named (refused when
+        # more than 20% are bad, or any under --strict)
+        self.qa = check_gold(load_qa(self.qa_path, metric=metric), strict=strict)
+        for line in skipped_lines(self.qa):
+            say(line)
         self._kb: Any = None
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -224,6 +230,10 @@ class Choice:
             else self.settings.generator.max_new_tokens
         dev = QASet(self.qa.name, self.split.dev, [], self.qa.metric, self.qa.system)
         gate = self.settings.rag.min_relevance
+        if not dev.items:  # fewer than 3 questions: nothing to tune on without touching the test part
+            self._done("tune", trials=[], chosen={}, dev_questions=0,
+                       why="no dev questions to tune on (fewer than 3 questions): the configured settings are used")
+            return
 
         def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
             settings = self.settings.model_copy(deep=True)
@@ -285,7 +295,7 @@ class Choice:
         from ragtune.advise import advise
         from ragtune.evaluate import runner
 
-        test = QASet(self.qa.name, self.split.test, [], self.qa.metric, self.qa.system)
+        test = replace(self.qa, items=self.split.test, documents=[])  # keeps the lines skipped, for results.json
         models = {"base": self.model, "finetuned": self._model_dir("finetuned"), "raft": self._model_dir("raft")}
         run = runner.setup(test, self.kb, models, self.out, self._settings(), variants=None, limit=None,
                            seed=self.settings.choose.seed, split=None, train_qa=None, rag_factory=runner.default_rag,

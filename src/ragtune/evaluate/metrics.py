@@ -100,15 +100,31 @@ def is_abstention(text: str, abstained: bool = False) -> bool:
     return abstained or not text.strip() or bool(_ABSTAIN.search(text))
 
 
+def _parts(source: str) -> list[str]:
+    return [p for p in source.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def is_gold(source: str, gold: Sequence[str]) -> bool:
+    """The source is one of the gold sources: equal, or matched by path suffix, component by component, either
+    way (``docs/a.md`` is ``/home/me/docs/a.md`` and ``a.md``, however DOCS was typed; ``b/a.md`` is not
+    ``ba.md``)."""
+    mine = _parts(source)
+    for g in gold:
+        theirs = _parts(g)
+        short, long = sorted((mine, theirs), key=len)
+        if source == g or (short and long[len(long) - len(short):] == short):
+            return True
+    return False
+
+
 def recall_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
-    """1.0 when any gold source is among the first k retrieved sources."""
-    return float(bool(set(retrieved[:k]) & set(gold)))
+    """1.0 when any gold source is among the first k retrieved sources (`is_gold`)."""
+    return float(any(is_gold(s, gold) for s in retrieved[:k]))
 
 
 def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str], k: int = 10) -> float:
-    """1 / rank of the first gold source within the first k retrieved (0 when absent)."""
-    gold_set = set(gold)
-    return next((1.0 / rank for rank, s in enumerate(retrieved[:k], 1) if s in gold_set), 0.0)
+    """1 / rank of the first gold source within the first k retrieved (0 when absent; `is_gold`)."""
+    return next((1.0 / rank for rank, s in enumerate(retrieved[:k], 1) if is_gold(s, gold)), 0.0)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -17,6 +17,7 @@ from statistics import NormalDist
 # contestants by operational cost: nothing to run; an index; a model to train; both; RAFT training on passages
 SIMPLICITY = ("base", "rag", "finetuned", "finetuned+rag", "raft")
 OPTION = {"base": "base", "rag": "rag", "finetuned": "finetune", "finetuned+rag": "both", "raft": "raft"}
+MIN_BOOTSTRAP = 5  # below this no verdict at all: a bootstrap over 1-4 questions has no meaningful interval
 MIN_QUESTIONS = 30  # below this a paired bootstrap rarely separates contestants that differ by less than ~0.2
 NEAR_ZERO = 0.05  # every contestant at or below this: the task is out of reach as configured
 MAX_QUESTIONS = 100_000  # an estimate above this is reported as "more than"
@@ -110,10 +111,23 @@ def tie_text(ev: dict, tie: Tie) -> str:
 
 def few_questions(ev: dict) -> str | None:
     """A warning when the test part is too small to separate contestants, or None."""
-    n = (ev.get("qa") or {}).get("n") or max((c.get("n") or 0 for c in ev.get("comparisons", [])), default=0)
+    n = _n(ev)
     if n and n < MIN_QUESTIONS:
         return (f"only {n} test questions: too few to separate the contestants unless a difference is large; "
                 f"give at least {MIN_QUESTIONS}")
+    return None
+
+
+def _n(ev: dict) -> int:
+    return (ev.get("qa") or {}).get("n") or max((c.get("n") or 0 for c in ev.get("comparisons", [])), default=0)
+
+
+def too_few(ev: dict) -> str | None:
+    """Fewer than MIN_BOOTSTRAP questions: a bootstrap interval means nothing there, whatever it says."""
+    n = _n(ev)
+    if 0 < n < MIN_BOOTSTRAP:
+        return (f"inconclusive: {n} test question(s) cannot separate the contestants (a confidence interval needs "
+                f"at least {MIN_BOOTSTRAP}, a verdict about {MIN_QUESTIONS}); give more questions")
     return None
 
 
