@@ -67,7 +67,6 @@ def read_jsonl(path: Path, skipped: list[dict[str, Any]] | None = None) -> Itera
     ``skipped``, recorded there as ``{line, reason}`` and left out. A file that is not UTF-8 is one error."""
     if not path.is_file():
         raise InputError(f"{path}: file not found; give a QA JSONL file or a SQuAD/APIBench-style folder")
-    n = 0
     try:
         with path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -84,9 +83,18 @@ def read_jsonl(path: Path, skipped: list[dict[str, Any]] | None = None) -> Itera
                     raise InputError(f"{path}:{n}: {problem}")
                 else:
                     skipped.append({"line": n, "reason": problem})
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}); re-save it as UTF-8") from None
+
+
+def _first_bad_byte(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        return "undecodable"
     except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} near line {n + 1}); re-save it "
-                         "as UTF-8") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"byte 0x{raw[e.start]:02x} on line {line}"
 
 
 def _row_problem(row: dict) -> str | None:
