@@ -349,7 +349,7 @@ def _not_beaten(ev: dict, choice: str, answers: dict[str, Any], reasons: list[Re
     """``choice``, unless its contestant scores below another with a clear CI: then the best contestant no
     stated constraint rules out."""
     variant = next((v for v, o in OPTION.items() if o == choice), None)
-    if variant not in ev["variants"]:
+    if variant is None or variant not in ev["variants"]:
         return choice
     winners = [w for w in beaten_by(ev, variant) if OPTION.get(w) not in excluded(answers)]
     if not winners:

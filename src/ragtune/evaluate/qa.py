@@ -173,8 +173,8 @@ def load_jsonl(path: str | Path) -> QASet:
         if problem is not None:
             skipped.append({"line": n, "reason": problem})
             continue
-        answers = row.get("answers", row.get("answer"))
-        answers = [answers] if isinstance(answers, str) else answers
+        given = row.get("answers", row.get("answer"))
+        answers: list[str] = [given] if isinstance(given, str) else list(given or [])
         gold = row.get("gold_sources", [])
         question = row["question"].strip()
         if "choices" in row:
