@@ -10,7 +10,8 @@ import typer
 
 def choose_command(
     docs: Path = typer.Argument(..., help="documents (file or folder), or a SQuAD/APIBench-style QA folder"),
-    qa_file: Path = typer.Argument(..., help="the questions: QA JSONL, or a SQuAD/APIBench-style folder"),
+    qa_file: Path = typer.Argument(..., help="the questions: JSONL, CSV, Parquet, a datasets folder, or a "
+                                   "SQuAD/APIBench-style folder"),
     train: Optional[Path] = typer.Option(None, "--train", help="training set (default: the QA set's train split, "
                                          "else pairs synthesised from DOCS)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model (default: generator.model)"),
@@ -21,6 +22,9 @@ def choose_command(
                                                "knowledge_change = \"daily\""),
     set_: list[str] = typer.Option([], "--set", help="section.field=VALUE sets a setting (not tuned then); "
                                    "key=VALUE without a dot is an advise constraint"),
+    question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the "
+                                                 "question (CSV, Parquet, JSONL, datasets folders)"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the gold answer(s)"),
     strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
                                 "name them, refusing only when more than 20% are bad)"),
 ) -> None:
@@ -37,7 +41,7 @@ def choose_command(
     validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
                     overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True),
-                    strict=strict)
+                    strict=strict, fields=_fields(question_field, answer_field))
     results = choice.run()
     advice = results["advice"]
     from ragtune.evaluate.report import unindexed_warning
@@ -48,6 +52,11 @@ def choose_command(
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")
+
+
+def _fields(question: str | None, answer: str | None) -> dict[str, str]:
+    """--question-field / --answer-field as the column mapping the loaders take."""
+    return {k: v for k, v in (("question", question), ("answer", answer)) if v}
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,8 @@ import typer
 
 
 def eval_command(
-    qa_file: Path = typer.Argument(..., help="QA JSONL, or a SQuAD-style / APIBench-style folder"),
+    qa_file: Path = typer.Argument(..., help="QA JSONL, CSV, Parquet or datasets folder, or a SQuAD-style / "
+                                   "APIBench-style folder"),
     kb: Optional[str] = typer.Option(None, "--kb", help="knowledge-base folder or postgresql:// URL (a QA folder's documents are indexed into it)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
     finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
@@ -31,6 +32,9 @@ def eval_command(
     set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
     judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
+    question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the "
+                                                 "question (CSV, Parquet, JSONL, datasets folders)"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the gold answer(s)"),
     strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
                                 "name them, refusing only when more than 20% are bad)"),
 ) -> None:
@@ -51,7 +55,9 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    qa = check_gold(load_qa(qa_file, qa_format, metric), strict=strict)
+    from ragtune.cli.choose import _fields
+
+    qa = check_gold(load_qa(qa_file, qa_format, metric, _fields(question_field, answer_field)), strict=strict)
     for line in skipped_lines(qa):
         typer.secho(line, err=True, fg="yellow")
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")

@@ -112,7 +112,7 @@ class Choice:
     def __init__(self, docs: list[str | Path], qa: str | Path, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 say: Say = print, strict: bool = False) -> None:
+                 say: Say = print, strict: bool = False, fields: dict[str, str] | None = None) -> None:
         self.docs, self.qa_path, self.out = [Path(d) for d in docs], Path(qa), Path(out)
         self.train_path = Path(train) if train else None
         self.constraints, self.say = constraints or {}, say
@@ -127,7 +127,8 @@ class Choice:
 
         # before any work: an unknown metric name stops here; bad lines are left out and named (refused when
         # more than 20% are bad, or any under --strict)
-        self.qa = check_gold(load_qa(self.qa_path, metric=metric), strict=strict)
+        self.fields = fields  # --question-field / --answer-field, for the QA set and --train alike
+        self.qa = check_gold(load_qa(self.qa_path, metric=metric, fields=fields), strict=strict)
         for line in skipped_lines(self.qa):
             say(line)
         self._kb: Any = None
@@ -201,7 +202,7 @@ class Choice:
         if self.train_path is not None:
             from ragtune.finetune.data import load_examples
 
-            examples, origin = load_examples(self.train_path), str(self.train_path)
+            examples, origin = load_examples(self.train_path, self.fields), str(self.train_path)
         elif self.split.train:
             examples, origin = examples_from(self.split.train, self.qa.system, "qa train split"), "qa train split"
         else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,13 +161,37 @@ def _declared_metric(path: Path, rows: list[tuple[int, dict]]) -> tuple[str, str
     return name, f"declared on line {line} of {path.name}"
 
 
-def load_jsonl(path: str | Path) -> QASet:
-    """ragtune JSONL: question, answers (list), optional gold_sources (list), is_impossible (bool), id,
-    choices (list: multiple choice), metric (a metric name, the same on every row that has one)."""
+def _rows(path: Path, skipped: list[dict[str, Any]], fields: dict[str, str] | None) -> list[tuple[int, dict]]:
+    """The rows of a JSON Lines, CSV or Parquet file or a datasets folder, columns mapped (``fields``). CSV
+    cells are text: there ``true``/``false`` are booleans. A Hugging Face SQuAD row's ``answers`` (``{text:
+    [...]}``) is its list of texts."""
+    from ragtune.finetune.tables import is_table, map_fields, read_csv, read_table
+
+    csv = path.suffix.lower() == ".csv"
+    found = read_table(path) if is_table(path) else read_csv(path) if csv else read_jsonl(path, skipped)
+    rows = []
+    for n, raw in found:
+        row = map_fields(raw, fields)
+        column = (fields or {}).get("answer")
+        if column is not None and column != "answers" and column in raw:
+            row.pop("answers", None)  # the mapped column is the answer, not another one of that name
+        if csv and str(row.get("is_impossible", "")).lower() in ("true", "false", "1", "0"):
+            row["is_impossible"] = str(row["is_impossible"]).lower() in ("true", "1")
+        if isinstance(row.get("answers"), dict) and isinstance(row["answers"].get("text"), list):
+            row["answers"] = row["answers"]["text"]
+        rows.append((n, row))
+    return rows
+
+
+def load_jsonl(path: str | Path, fields: dict[str, str] | None = None) -> QASet:
+    """Rows of questions: JSON Lines (or CSV, Parquet, a datasets folder): question, answers (list), optional
+    gold_sources (list), is_impossible (bool), id, split (train / validation / test), choices (list: multiple
+    choice), metric (a metric name, the same on every row that has one). ``fields`` maps other column names,
+    e.g. ``{"question": "query", "answer": "gold"}``."""
     path = Path(path)
     items: list[QAItem] = []
     skipped: list[dict[str, Any]] = []
-    rows = list(read_jsonl(path, skipped))
+    rows = _rows(path, skipped, fields)
     for n, row in rows:
         problem = _row_problem(row)
         if problem is not None:
@@ -183,8 +207,9 @@ def load_jsonl(path: str | Path) -> QASet:
             except InputError as e:
                 skipped.append({"line": n, "reason": str(e).split(": ", 1)[1]})
                 continue
+        split = row.get("split") if isinstance(row.get("split"), str) else None
         items.append(QAItem(str(row.get("id", n)), question, answers, [gold] if isinstance(gold, str) else gold,
-                            row.get("is_impossible", False), {"line": n}))
+                            row.get("is_impossible", False), {"line": n, **({"split": split} if split else {})}))
     if not items and skipped:
         more = f" (and {len(skipped) - 1} more bad lines: no usable question)" if len(skipped) > 1 else ""
         raise InputError(f"{path}:{skipped[0]['line']}: {skipped[0]['reason']}{more}")
@@ -279,24 +304,29 @@ def load_apibench(folder: str | Path) -> QASet:
 
 
 def detect_format(path: Path) -> str:
-    if path.is_dir():
+    """"squad" or "apibench" for those folders; "jsonl" (rows of questions) for a file or a datasets folder."""
+    from ragtune.finetune.tables import is_table
+
+    if path.is_dir() and not is_table(path):
         if (path / "articles.jsonl").is_file() and (path / "qa.jsonl").is_file():
             return "squad"
         if (path / "api_docs.jsonl").is_file() and (path / "eval.jsonl").is_file():
             return "apibench"
-        raise InputError(f"{path}: folder is neither SQuAD-style (articles.jsonl + qa.jsonl) "
-                         "nor APIBench-style (api_docs.jsonl + eval.jsonl)")
+        raise InputError(f"{path}: folder is neither SQuAD-style (articles.jsonl + qa.jsonl), APIBench-style "
+                         "(api_docs.jsonl + eval.jsonl) nor a datasets folder (save_to_disk)")
     return "jsonl"
 
 
-def load_qa(path: str | Path, fmt: str = "auto", metric: str | None = None) -> QASet:
+def load_qa(path: str | Path, fmt: str = "auto", metric: str | None = None,
+            fields: dict[str, str] | None = None) -> QASet:
     """Load a QA set in any supported format ("auto" detects it from the path); ``metric`` overrides the one
-    the set declares or implies."""
+    the set declares or implies; ``fields`` maps the columns of a rows file (`load_jsonl`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: not found; give a QA JSONL file or a SQuAD/APIBench-style folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    loaders = {"jsonl": load_jsonl, "squad": load_squad, "apibench": load_apibench}
+    loaders: dict[str, Callable[[Path], QASet]] = {"jsonl": lambda p: load_jsonl(p, fields), "squad": load_squad,
+                                                   "apibench": load_apibench}
     if fmt not in loaders:
         raise InputError(f"QA format '{fmt}' is unknown; use one of auto, {', '.join(loaders)}")
     qa = loaders[fmt](path)
