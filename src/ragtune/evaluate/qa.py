@@ -107,6 +107,8 @@ def _row_problem(row: dict) -> str | None:
         return f"field 'is_impossible' must be true or false (a JSON boolean), not {impossible!r}"
     if isinstance(answers, str):
         answers = [answers]
+    if answers is None and impossible:  # an unanswerable question needs no answers field (an empty CSV cell)
+        answers = []
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers) or (not answers and not impossible):
         return "field 'answers' must be a non-empty list of strings (or [] with is_impossible: true)"
     gold = row.get("gold_sources", [])
@@ -164,7 +166,7 @@ def _declared_metric(path: Path, rows: list[tuple[int, dict]]) -> tuple[str, str
 def _rows(path: Path, skipped: list[dict[str, Any]], fields: dict[str, str] | None) -> list[tuple[int, dict]]:
     """The rows of a JSON Lines, CSV or Parquet file or a datasets folder, columns mapped (``fields``). CSV
     cells are text: there ``true``/``false`` are booleans. A Hugging Face SQuAD row's ``answers`` (``{text:
-    [...]}``) is its list of texts."""
+    [...]}``) is its list of texts (`map_fields`)."""
     from ragtune.finetune.tables import is_table, map_fields, read_csv, read_table
 
     csv = path.suffix.lower() == ".csv"
@@ -177,8 +179,6 @@ def _rows(path: Path, skipped: list[dict[str, Any]], fields: dict[str, str] | No
             row.pop("answers", None)  # the mapped column is the answer, not another one of that name
         if csv and str(row.get("is_impossible", "")).lower() in ("true", "false", "1", "0"):
             row["is_impossible"] = str(row["is_impossible"]).lower() in ("true", "1")
-        if isinstance(row.get("answers"), dict) and isinstance(row["answers"].get("text"), list):
-            row["answers"] = row["answers"]["text"]
         rows.append((n, row))
     return rows
 

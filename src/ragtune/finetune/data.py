@@ -119,7 +119,7 @@ def read_rows(path: str | Path, fields: dict[str, str] | None = None) -> tuple[l
         rows = list(read_table(path))
         train = [(n, r) for n, r in rows if r.get("split") == "train"]
         for n, row in train or rows:
-            _add_row(map_fields(row, fields), path, n, examples, problems)
+            _add_row(map_fields(row, fields, one_answer=True), path, n, examples, problems)
         return examples, problems
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES | TABLE_SUFFIXES)
@@ -135,7 +135,7 @@ def read_rows(path: str | Path, fields: dict[str, str] | None = None) -> tuple[l
             _read_csv(f, examples, problems, fields)
         elif suffix == ".parquet":
             for n, row in read_table(f):
-                _add_row(map_fields(row, fields), f, n, examples, problems)
+                _add_row(map_fields(row, fields, one_answer=True), f, n, examples, problems)
         elif suffix in TEXT_SUFFIXES:
             text = _read_text(f)
             if text.strip():
@@ -168,7 +168,7 @@ def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem], fi
     else:
         lines = _json_lines(f, text, problems)
     for lineno, row in lines:
-        _add_row(map_fields(row, fields) if isinstance(row, dict) else row, f, lineno, examples, problems)
+        _add_row(map_fields(row, fields) if isinstance(row, dict) and fields else row, f, lineno, examples, problems)
 
 
 def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tuple[int, Any]]:
@@ -187,7 +187,7 @@ def _read_csv(f: Path, examples: list[Example], problems: list[RowProblem], fiel
         reader = csv.DictReader(fh)
         for row in reader:
             row = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
-            _add_row(map_fields(row, fields), f, reader.line_num, examples, problems)
+            _add_row(map_fields(row, fields, one_answer=True), f, reader.line_num, examples, problems)
 
 
 def _add_row(row: Any, f: Path, lineno: int, examples: list[Example], problems: list[RowProblem]) -> None:

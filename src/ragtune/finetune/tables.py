@@ -76,13 +76,19 @@ def _read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, {**row, "split": row.get("split") or split}
 
 
-def map_fields(row: dict[str, Any], fields: dict[str, str] | None) -> dict[str, Any]:
+def map_fields(row: dict[str, Any], fields: dict[str, str] | None, one_answer: bool = False) -> dict[str, Any]:
     """The row with the named columns under the names ragtune reads (``{"question": "query"}`` reads the
-    ``query`` column as the question); a column that is absent leaves the row as it is."""
-    if not fields:
-        return row
+    ``query`` column as the question); a column that is absent leaves the row as it is. A Hugging Face
+    SQuAD-style answers cell (``{"text": [...], "answer_start": [...]}``) becomes its list of texts, and with
+    ``one_answer`` (a training row) a list of answers its first."""
     out = dict(row)
-    for target, column in fields.items():
+    for target, column in (fields or {}).items():
         if column and column in out and column != target:
             out[target] = out.pop(column)
+    for key in ("answers", "answer"):
+        value = out.get(key)
+        if isinstance(value, dict) and isinstance(value.get("text"), list):
+            value = out[key] = value["text"]
+        if one_answer and isinstance(value, list) and value and isinstance(value[0], str):
+            out[key] = value[0]
     return out
