@@ -114,6 +114,7 @@ class Reason:
     favours: str  # rag | finetune | both | raft | base | inconclusive
     weight: float
     cites: str  # "answer:<key>" or "evidence:<results.json key>"
+    verdict: bool = False  # the sentence that states the verdict's grounds (a tie, out of reach): listed first
 
 
 @dataclass
@@ -281,7 +282,7 @@ def decided_by_constraints(tie: Tie, answers: dict[str, Any], reasons: list[Reas
 
 def _inconclusive(reasons: list[Reason], scores: dict[str, float], answers: dict[str, Any], evidence: Any,
                   to_measure: list[str], tie: Tie | None = None) -> Recommendation:
-    ordered = sorted(reasons, key=lambda r: (r.favours != "inconclusive", -abs(r.weight)))
+    ordered = sorted(reasons, key=lambda r: (r.favours != "inconclusive", not r.verdict, -abs(r.weight)))
     return Recommendation("inconclusive", [r.text for r in ordered], ordered, scores, answers, to_measure,
                           str(evidence) if not isinstance(evidence, dict) else "dict",
                           tied=tie.leaders if tie else [], simplest=tie.simplest if tie else None,
@@ -307,18 +308,18 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
         reasons.append(Reason(few, "inconclusive", 0.0, "evidence:qa.n"))
     unclear = out_of_reach(ev) or too_few(ev) if ev is not None else None
     if unclear:
-        reasons.append(Reason(unclear, "inconclusive", 9.0, "evidence:variants"))
+        reasons.append(Reason(unclear, "inconclusive", 0.0, "evidence:variants", verdict=True))
         return _inconclusive(reasons, score, answers, evidence, WHAT_TO_MEASURE)
     tie = find_tie(ev) if ev is not None else None
     decided = decided_by_constraints(tie, answers, reasons) if tie else None
     if tie and decided is None:
-        reasons.append(Reason(tie_text(ev or {}, tie), "inconclusive", 9.0, "evidence:comparisons"))
+        reasons.append(Reason(tie_text(ev or {}, tie), "inconclusive", 0.0, "evidence:comparisons", verdict=True))
         return _inconclusive(reasons, score, answers, evidence, [settle_text(tie)],
                              tie)
     if tie and decided:
         choice = decided
         reasons.append(Reason(f"{', '.join(tie.leaders)} tie on the evidence (paired CI contains 0); the stated "
-                              f"constraints decide for {decided}", decided, 0.0, "evidence:comparisons"))
+                              f"constraints decide for {decided}", decided, 0.0, "evidence:comparisons", verdict=True))
     elif score["raft"] > 0 and score["raft"] >= max(score["rag"], score["finetune"], score["both"]) \
             and not low_complexity:
         choice = "raft"
@@ -339,7 +340,7 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
     if choice == "base":
         reasons.append(Reason("neither RAG nor fine-tuning shows a gain that justifies it", "base", 0.0,
                               "evidence:variants" if ev else "answers"))
-    ordered = sorted(reasons, key=lambda r: (r.favours != choice, -abs(r.weight)))
+    ordered = sorted(reasons, key=lambda r: (r.favours != choice, not r.verdict, -abs(r.weight)))
     return Recommendation(choice, [r.text for r in ordered], ordered, score, answers,
                           [] if ev is not None else WHAT_TO_MEASURE,
                           None if ev is None else str(evidence) if not isinstance(evidence, dict) else "dict")
@@ -356,5 +357,5 @@ def _not_beaten(ev: dict, choice: str, answers: dict[str, Any], reasons: list[Re
         return choice
     best = next(v for v in ranking(ev) if OPTION.get(v) not in excluded(answers))
     reasons.append(Reason(f"{variant} scores below {', '.join(winners)} with a paired CI clear of 0, so it is not "
-                          f"recommended; {best} is", OPTION.get(best, best), 0.0, "evidence:comparisons"))
+                          f"recommended; {best} is", OPTION.get(best, best), 0.0, "evidence:comparisons", verdict=True))
     return OPTION.get(best, best)
