@@ -146,3 +146,15 @@ def test_apibench_folder_with_ten_percent_broken_gold_calls_runs_on_the_rest(tmp
     assert all("does not score 1 against itself under metric 'call'" in s["reason"] for s in qa.skipped)
     with pytest.raises(InputError, match=r"2 problem\(s\).*--strict refuses any"):
         check_gold(load_qa(folder), strict=True)
+
+
+def test_apibench_folder_with_a_line_that_is_not_json_runs_on_the_rest(tmp_path):
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    rows = [json.dumps({"code": f"###Instruction: load model {i}\n###Output: x", "api_call": f"hub.load('m{i}')"})
+            for i in range(10)]
+    (folder / "api_docs.jsonl").write_text(json.dumps({"api_name": "m0", "api_call": "hub.load('m0')"}))
+    (folder / "eval.jsonl").write_text("\n".join(rows[:5] + ["{cut off"] + rows[5:]))
+    qa = load_qa(folder)
+    assert len(qa.items) == 10 and qa.skipped[0]["line"] == 6 and "not valid JSON" in qa.skipped[0]["reason"]
+    assert {it.metadata["split"] for it in qa.items} <= {"train", "validation", "test"}
