@@ -314,8 +314,7 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
     decided = decided_by_constraints(tie, answers, reasons) if tie else None
     if tie and decided is None:
         reasons.append(Reason(tie_text(ev or {}, tie), "inconclusive", 0.0, "evidence:comparisons", verdict=True))
-        return _inconclusive(reasons, score, answers, evidence, [settle_text(tie)],
-                             tie)
+        return _inconclusive(reasons, score, answers, evidence, [settle_text(tie)], tie)
     if tie and decided:
         choice = decided
         reasons.append(Reason(f"{', '.join(tie.leaders)} tie on the evidence (paired CI contains 0); the stated "
