@@ -80,3 +80,15 @@ def test_a_damaged_parquet_file_is_one_line(tmp_path):
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match="qa.parquet: not a readable Parquet file"):
         load_qa(path)
+
+
+def test_finetune_cli_reads_mapped_columns_before_any_model_loads(tmp_path):
+    # a wrong column name fails on the rows (no question field), before the model is loaded
+    import subprocess
+    import sys
+
+    path = _parquet(tmp_path / "train.parquet", ROWS)
+    proc = subprocess.run([sys.executable, "-m", "ragtune.cli.main", "finetune", str(path), "--model", "nope-model",
+                           "--question-field", "nope", "--answer-field", "gold", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "train.parquet:1: question: missing" in proc.stderr, proc.stderr

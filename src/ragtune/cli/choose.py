@@ -33,6 +33,7 @@ def choose_command(
     from ragtune.config import parse_assignments
     from ragtune.evaluate.choose import Choice
     from ragtune.evaluate.verdict import headline
+    from ragtune.finetune.tables import column_map
 
     pairs = parse_assignments(set_)
     overrides = {k: v for k, v in pairs.items() if "." in k}
@@ -41,7 +42,7 @@ def choose_command(
     validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice([docs], qa_file, out, train=train, model=model, metric=metric, constraints=given,
                     overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True),
-                    strict=strict, fields=_fields(question_field, answer_field))
+                    strict=strict, fields=column_map(question_field, answer_field))
     results = choice.run()
     advice = results["advice"]
     from ragtune.evaluate.report import unindexed_warning
@@ -52,11 +53,6 @@ def choose_command(
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")
-
-
-def _fields(question: str | None, answer: str | None) -> dict[str, str]:
-    """--question-field / --answer-field as the column mapping the loaders take."""
-    return {k: v for k, v in (("question", question), ("answer", answer)) if v}
 
 
 def register(app: typer.Typer) -> None:

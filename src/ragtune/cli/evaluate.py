@@ -55,9 +55,9 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    from ragtune.cli.choose import _fields
+    from ragtune.finetune.tables import column_map
 
-    qa = check_gold(load_qa(qa_file, qa_format, metric, _fields(question_field, answer_field)), strict=strict)
+    qa = check_gold(load_qa(qa_file, qa_format, metric, column_map(question_field, answer_field)), strict=strict)
     for line in skipped_lines(qa):
         typer.secho(line, err=True, fg="yellow")
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")

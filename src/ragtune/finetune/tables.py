@@ -76,6 +76,11 @@ def _read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, {**row, "split": row.get("split") or split}
 
 
+def column_map(question: str | None, answer: str | None) -> dict[str, str]:
+    """``--question-field`` / ``--answer-field`` as the mapping `map_fields` takes (the flags not given left out)."""
+    return {k: v for k, v in (("question", question), ("answer", answer)) if v}
+
+
 def map_fields(row: dict[str, Any], fields: dict[str, str] | None, one_answer: bool = False) -> dict[str, Any]:
     """The row with the named columns under the names ragtune reads (``{"question": "query"}`` reads the
     ``query`` column as the question); a column that is absent leaves the row as it is. A Hugging Face
