@@ -96,3 +96,17 @@ def test_score_skips_rows_whose_gold_cannot_score_and_strict_refuses_them(tmp_pa
     assert out["skipped"][0]["line"] == 10 and "p.jsonl: 1 of 10 lines skipped" in proc.stderr
     strict = _cli("score", path, "--metric", "call", "--strict")
     assert strict.returncode == 1 and "--strict refuses any" in strict.stderr and "line 10" in strict.stderr
+
+
+def test_eval_names_skipped_lines_first_and_strict_refuses_them(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    rows = [{"question": f"Question {i}?", "answers": [f"answer {i}"]} for i in range(9)]
+    qa.write_text("\n".join(map(json.dumps, rows)) + "\n" + json.dumps({"question": "Q?", "answers": ["a"],
+                                                                        "is_impossible": "false"}))
+    proc = _cli("eval", qa, "--variants", "rag", "--out", tmp_path / "r")  # no --kb: stops after the check
+    assert proc.returncode == 1 and "no variant can be built" in proc.stderr
+    first = proc.stderr.splitlines()[:2]
+    assert first == ["qa: 1 of 10 lines skipped (not scored; --strict refuses them):",
+                     "  line 10: field 'is_impossible' must be true or false (a JSON boolean), not 'false'"]
+    strict = _cli("eval", qa, "--strict", "--out", tmp_path / "r")
+    assert strict.returncode == 1 and "--strict refuses any" in strict.stderr and "line 10" in strict.stderr
