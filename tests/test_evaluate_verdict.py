@@ -153,3 +153,13 @@ def test_the_tfhub_bake_off_keeps_its_verdict_with_its_constraints_and_is_a_tie_
     rec = advise({}, ev)
     assert rec.recommendation == "inconclusive" and rec.simplest == "finetuned"
     assert rec.tied == ["finetuned", "raft", "finetuned+rag"]
+
+
+def test_an_older_results_file_without_sd_or_n_gets_no_false_zero_claim():
+    ev = {"headline": "f1", "variants": {"rag": {"score": 0.5}, "finetuned": {"score": 0.45}},
+          "comparisons": [{"a": "rag", "b": "finetuned", "diff": 0.05, "ci": [-0.05, 0.15], "verdict": "tie"}]}
+    rec = advise({}, ev)
+    assert rec.recommendation == "inconclusive" and rec.questions_to_settle is None
+    assert "difference is 0" not in rec.reasons[0] and "more test questions (re-run" in rec.reasons[0]
+    ev["qa"] = {"n": 50}  # with the number of questions, the CI's width gives the estimate
+    assert advise({}, ev).questions_to_settle > 50

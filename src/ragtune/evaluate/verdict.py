@@ -87,8 +87,10 @@ def find_tie(ev: dict) -> Tie | None:
 def settle_text(tie: Tie) -> str:
     """What would settle a tie: more test questions (how many), or a stated constraint."""
     a, b = tie.pair["a"], tie.pair["b"]
-    if tie.questions is None:
+    if abs(tie.pair["diff"]) < 1e-9:
         settle = "the observed difference is 0, so more questions are unlikely to separate them"
+    elif tie.questions is None:  # an older results.json: neither sd nor the number of questions recorded
+        settle = f"more test questions (re-run `ragtune eval` for an estimate of how many would separate {a} and {b})"
     elif tie.questions > MAX_QUESTIONS:
         settle = f"more than {MAX_QUESTIONS:,} test questions would likely be needed to separate {a} and {b}"
     else:
