@@ -194,3 +194,16 @@ def test_report_shows_the_verdict_and_how_it_was_chosen():
     page = "".join(_choice(results))
     assert "Recommendation: rag" in page and "a clear gain" in page and "synthetic: questions generated" in page
     assert "8 dev questions (tuning only)" in page and "<td class=l>3</td>" in page and "0.400" in page
+
+
+def test_a_one_question_set_skips_tuning_with_a_reason_not_a_key_error(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "What is the capital of Land 0?", "answers": ["Zembla"]}))
+    lines: list[str] = []
+    choice = Choice(qa, tmp_path / "out", say=lines.append)
+    parts = choice.split(choice.qa)
+    assert (len(parts.dev), len(parts.test)) == (0, 1)
+    settings = choice.tune(parts, choice.kb)  # was: KeyError 'score' from a dev run with no questions
+    tune = choice.state["tune"]
+    assert tune["dev_questions"] == 0 and tune["trials"] == [] and "configured settings are used" in tune["why"]
+    assert settings.retrieval.k == choice.settings.retrieval.k

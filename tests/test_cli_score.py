@@ -35,7 +35,7 @@ def test_json_output_in_input_order_with_inferred_metric(runner, tmp_path):
     res = runner.invoke(app, ["score", str(path), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"metric": "call", "n": 3, "mean": pytest.approx(2 / 3),
-                                      "scores": [1.0, 0.0, 1.0]}
+                                      "scores": [1.0, 0.0, 1.0], "skipped": []}
     assert "metric: call (all 3 gold answers are Python calls)" in res.stderr
 
 

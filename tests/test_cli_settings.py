@@ -55,7 +55,7 @@ def test_finetune_takes_model_and_method_from_toml(cwd, monkeypatch):
 
 def test_eval_set_reaches_the_run_and_results(cwd, monkeypatch):
     _toml(cwd, "[retrieval]\nk = 9\n")
-    (cwd / "qa.jsonl").write_text('{"question": "q?", "answers": ["a"]}\n')
+    (cwd / "qa.jsonl").write_text('{"question": "q?", "answers": ["yes"]}\n')
     seen = {}
 
     def capture(qa, **kw):

@@ -107,3 +107,34 @@ def test_hostile_text_is_bounded():
     assert first_call("f(" * 5000) is None  # unclosed: no hang, no recursion error
     assert first_call("(" * 300 + "f(1)" + ")" * 300) is not None
     assert first_call("x" * 100_000 + " g(1)") is not None
+
+
+# Gold calls as the benchmarks publish them: a bare name is a placeholder the question leaves open
+TORCH_HUB = ("torch.hub.load(repo_or_dir='NVIDIA/DeepLearningExamples:torchhub', model='nvidia_efficientnet_b0', "
+             "pretrained=True, model_type=model_type, precision=precision)")
+TF_HUB = ("hub.KerasLayer('https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4', "
+          "input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), trainable=False)")
+
+
+@pytest.mark.parametrize("gold,prediction,expected", [
+    # Torch Hub: the right repository and model with pretrained=True scores, the placeholders left out
+    (TORCH_HUB, "torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_efficientnet_b0', pretrained=True)",
+     1.0),
+    (TORCH_HUB, "m = torch.hub.load(repo_or_dir='NVIDIA/DeepLearningExamples:torchhub', model='nvidia_efficientnet_b0',"
+                " pretrained=True, model_type='efficientnet-b0', precision='fp32')", 1.0),  # any value fills one
+    (TORCH_HUB, "torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_efficientnet_b4', pretrained=True)",
+     0.0),  # another model
+    (TORCH_HUB, "torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_efficientnet_b0')", 0.0),  # a literal
+    # TF Hub: the placeholder inside a tuple matches any element; the literal 3 and the URL must match
+    (TF_HUB, "hub.KerasLayer('https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4', "
+             "input_shape=(224, 224, 3), trainable=False)", 1.0),
+    (TF_HUB, "hub.KerasLayer('https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4', "
+             "input_shape=(224, 224, 1), trainable=False)", 0.0),
+    (TF_HUB, "hub.KerasLayer('https://tfhub.dev/google/imagenet/mobilenet_v2_130_224/feature_vector/4', "
+             "input_shape=(224, 224, 3), trainable=False)", 0.0),
+    ("hub.load(model_handle)", "hub.load('https://tfhub.dev/google/yamnet/1')", 1.0),  # only placeholders: the callee
+    ("hub.load(model_handle)", "tf.saved_model.load('https://tfhub.dev/google/yamnet/1')", 0.0),
+])
+def test_bare_names_in_gold_calls_are_placeholders(gold, prediction, expected):
+    assert call_score(gold, gold) == 1.0  # the gold self-check still passes
+    assert call_score(prediction, gold) == expected

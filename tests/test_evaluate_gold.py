@@ -42,5 +42,25 @@ def test_check_gold_regex_and_json():
 
 
 def test_contains_gold_that_normalises_to_nothing_fails_the_check():
-    with pytest.raises(InputError, match="'The' does not score 1"):
+    with pytest.raises(InputError, match="'The' is blank once normalised"):
         check_gold(_qa(QAItem("1", "Article?", ["The"])), "contains")
+
+
+@pytest.mark.parametrize("gold", ["", "   ", "the", "The.", "  a  "])
+def test_blank_gold_answers_are_skipped_with_the_reason(gold):
+    items = [QAItem(str(i), f"Question {i}?", [f"answer {i}"], metadata={"line": i}) for i in range(1, 10)]
+    qa = check_gold(_qa(*items, QAItem("10", "Blank?", [gold], metadata={"line": 10})), "f1")
+    assert [it.id for it in qa.items] == [str(i) for i in range(1, 10)]
+    assert qa.skipped == [{"line": 10, "reason": f"gold answer {gold!r} is blank once normalised (case, punctuation "
+                                                 "and articles dropped)"}]
+
+
+def test_more_than_a_fifth_bad_is_refused_a_fifth_is_skipped():
+    good = [QAItem(str(i), f"Question {i}?", [f"answer {i}"], metadata={"line": i}) for i in range(1, 9)]
+    two_bad = [QAItem(str(i), f"Question {i}?", [""], metadata={"line": i}) for i in (9, 10)]
+    assert len(check_gold(_qa(*good, *two_bad), "f1").items) == 8  # 2 of 10: skipped
+    three_bad = two_bad + [QAItem("11", "Question 11?", ["the"], metadata={"line": 11})]
+    with pytest.raises(InputError, match=r"3 of 11 lines, more than 20%"):
+        check_gold(_qa(*good, *three_bad), "f1")
+    with pytest.raises(InputError, match="--strict refuses any"):
+        check_gold(_qa(*good, *two_bad), "f1", strict=True)

@@ -255,3 +255,35 @@ def test_generator_concurrency_reaches_eval_and_keeps_answers_and_order(squad_fo
         lines = [json.loads(x) for x in (tmp_path / f"c{n}" / "predictions.jsonl").read_text().splitlines()]
         runs[n] = ([(r["id"], r["prediction"]) for r in lines], gen.peak)
     assert runs[1][0] == runs[4][0] and runs[1][1] == 1 and runs[4][1] > 1
+
+
+class ListedKB(MemoryKB):
+    """The in-memory retriever with the knowledge base's `sources()` listing (as DOCS typed: absolute paths)."""
+
+    def sources(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(source=s) for s in self.docs]
+
+
+def test_bad_lines_reach_results_and_report_and_sources_match_by_suffix(tmp_path):
+    from ragtune.evaluate.report import unindexed_warning
+    from ragtune.types import Document
+
+    kb = ListedKB()
+    kb.add_documents([Document(f"/home/team/docs/{t}-{p}.md", text)
+                      for t, paras in FACTS.items() for p, text in enumerate(paras)])
+    rows = [{"question": q, "answers": [a], "gold_sources": [f"docs/{t}-{p}.md"]} for t, p, q, a in QUESTIONS]
+    rows[3]["gold_sources"] = ["docs/missing.md"]  # names no ingested document
+    rows += [{"question": f"Padding question {i}?", "answers": ["Zembla"]} for i in range(4)]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(map(json.dumps, rows)) + "\n" + json.dumps({"question": "Blank?", "answers": ["the"]}))
+    results = evaluate(qa, kb=kb, model=Reader(), out=tmp_path / "r", settings=Settings(), rag_factory=FakeRAG,
+                       variants=["rag"])
+    assert results["qa"]["n"] == 8 and results["qa"]["skipped"] == [
+        {"line": 9, "reason": "gold answer 'the' is blank once normalised (case, punctuation and articles dropped)"}]
+    r = results["retrieval"]
+    assert r["n"] == 4 and r["recall@1"] == 0.75  # relative gold names found under absolute source names
+    assert r["gold_sources_not_indexed"] == 1 and "1 of 4 questions name gold sources" in unindexed_warning(results)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "1 line(s) of the QA set skipped" in page and "line 9: gold answer" in page and "1 of 4 questions" in page

@@ -1,4 +1,5 @@
-"""The README's Reliability table stays true: every test it names exists (and each parameter it names)."""
+"""The README's Reliability table stays true: every test it names exists (and each parameter it names), in any
+tests/test_*.py file."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def named_tests() -> list[tuple[str, str, str | None]]:
     file = test = ""
     for row in rows:
         for ref in re.findall(r"`([^`]+)`", row.rsplit("|", 2)[-2]):
-            m = re.fullmatch(r"(?:(test_faults_\w+\.py))?(?:::(\w+))?(?:…)?(?:\[([^\]]+)\])?", ref)
+            m = re.fullmatch(r"(?:(test_\w+\.py))?(?:::(\w+))?(?:…)?(?:\[([^\]]+)\])?", ref)
             assert m and any(m.groups()), f"cannot read {ref!r} in the Reliability table"
             file, test = m.group(1) or file, m.group(2) or test
             out.append((file, test, m.group(3)))

@@ -120,3 +120,20 @@ def test_llm_judge_verdicts():
     assert judge_grounded(judge, "Oslo", ["Paris is the capital of France."]) is None
     assert judge_grounded(judge, "Paris", []) is None and len(seen) == 3  # no passages: the judge is not asked
     assert "[1] Paris is the capital of France." in seen[0][-1]["content"]
+
+
+@pytest.mark.parametrize("source,gold,expected", [
+    ("docs/a.md", ["docs/a.md"], True),
+    ("/home/me/docs/a.md", ["docs/a.md"], True),  # DOCS typed absolute, gold relative
+    ("docs/a.md", ["/srv/team/docs/a.md"], True),  # DOCS typed relative, gold absolute
+    ("./docs/a.md", ["a.md"], True),
+    ("docs/ba.md", ["a.md"], False),  # component by component, not by characters
+    ("docs/a.md", ["other/a.md"], False),
+    ("Freedonia#0", ["Freedonia#1"], False),
+    ("tfhub.dev/google/yamnet/1", ["https://tfhub.dev/google/yamnet/1"], True),
+    ("docs/a.md", [], False),
+])
+def test_sources_match_by_path_suffix(source, gold, expected):
+    assert M.is_gold(source, gold) is expected
+    assert M.recall_at_k(["x.md", source], gold, 2) == float(expected)
+    assert M.reciprocal_rank(["x.md", source], gold) == (0.5 if expected else 0.0)

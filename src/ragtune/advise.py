@@ -20,6 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError, InputError
+from ragtune.evaluate.verdict import (
+    OPTION,
+    Tie,
+    beaten_by,
+    few_questions,
+    find_tie,
+    out_of_reach,
+    ranking,
+    settle_text,
+    tie_text,
+    too_few,
+)
 
 # key → (allowed values or a type, question asked interactively)
 QUESTIONS: dict[str, tuple[Any, str]] = {
@@ -103,6 +115,7 @@ class Reason:
     favours: str  # rag | finetune | both | raft | base | inconclusive
     weight: float
     cites: str  # "answer:<key>" or "evidence:<results.json key>"
+    verdict: bool = False  # the sentence that states the verdict's grounds (a tie, out of reach): listed first
 
 
 @dataclass
@@ -114,6 +127,9 @@ class Recommendation:
     answers: dict[str, Any] = field(default_factory=dict)
     to_measure: list[str] = field(default_factory=list)
     evidence: str | None = None
+    tied: list[str] = field(default_factory=list)  # inconclusive: the contestants tied at the top, best first
+    simplest: str | None = None  # inconclusive: the simplest of them to run
+    questions_to_settle: int | None = None  # inconclusive: test questions that would likely separate the top two
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -248,18 +264,38 @@ def raft_reasons(v: dict, comp: Callable[[str, str], dict | None], line: Callabl
     return out
 
 
-def inconclusive(ev: dict) -> str | None:
-    """Why the measurement cannot separate the contestants (every score near zero), or None."""
-    scores = [x.get("score") for x in ev["variants"].values() if x.get("score") is not None]
-    if scores and max(scores) <= 0.05:
-        return (f"every contestant scores at most {max(scores):.3f} on {ev.get('headline', 'the metric')}: the "
-                "measurement cannot separate them; check that the metric fits the task (`ragtune score --metric`, "
-                "the QA file's 'metric'), that gold answers score 1 against themselves, and try a larger --model")
-    return None
+def excluded(answers: dict[str, Any]) -> set[str]:
+    """Options a stated constraint rules out: low tolerance for complexity rules out running two systems."""
+    return {"both", "raft"} if answers.get("complexity_tolerance") == "low" else set()
+
+
+def decided_by_constraints(tie: Tie, answers: dict[str, Any], reasons: list[Reason]) -> str | None:
+    """The option among the tied leaders that the stated constraints favour alone, or None when they do not
+    tell them apart."""
+    options = [OPTION[v] for v in tie.leaders if v in OPTION and OPTION[v] not in excluded(answers)]
+    if len(options) == 1 and len(tie.leaders) > 1:
+        return options[0]
+    stated = {o: sum(r.weight for r in reasons if r.favours == o and r.cites.startswith("answer:")) for o in options}
+    top = max(stated.values(), default=0.0)
+    winners = [o for o, w in stated.items() if w == top]
+    return winners[0] if len(winners) == 1 else None
+
+
+def _inconclusive(reasons: list[Reason], scores: dict[str, float], answers: dict[str, Any], evidence: Any,
+                  to_measure: list[str], tie: Tie | None = None) -> Recommendation:
+    ordered = sorted(reasons, key=lambda r: (r.favours != "inconclusive", not r.verdict, -abs(r.weight)))
+    return Recommendation("inconclusive", [r.text for r in ordered], ordered, scores, answers, to_measure,
+                          str(evidence) if not isinstance(evidence, dict) else "dict",
+                          tied=tie.leaders if tie else [], simplest=tie.simplest if tie else None,
+                          questions_to_settle=tie.questions if tie else None)
 
 
 def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | None = None) -> Recommendation:
-    """Combine questionnaire answers and (optionally) an eval's results.json into a recommendation with reasons."""
+    """Combine questionnaire answers and (optionally) an eval's results.json into a recommendation with reasons.
+
+    With evidence: ``inconclusive`` when every contestant scores near zero, or when the leader ties the
+    runner-up (paired CI contains 0) and no stated constraint decides; a contestant another beats with a clear
+    CI is never recommended (unless a stated constraint rules the winners out)."""
     answers = validate(answers or {})
     reasons = [Reason(why(answers), favours, weight, f"answer:{key}")
                for key, cond, favours, weight, why in ANSWER_RULES if key in answers and cond(answers)]
@@ -268,13 +304,23 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
         reasons += evidence_reasons(ev, answers)
     score = {opt: sum(r.weight for r in reasons if r.favours == opt) for opt in ("rag", "finetune", "both", "raft")}
     low_complexity = answers.get("complexity_tolerance") == "low"
-    unclear = inconclusive(ev) if ev is not None else None
+    few = few_questions(ev) if ev is not None else None
+    if few:
+        reasons.append(Reason(few, "inconclusive", 0.0, "evidence:qa.n"))
+    unclear = out_of_reach(ev) or too_few(ev) if ev is not None else None
     if unclear:
-        reasons.append(Reason(unclear, "inconclusive", 0.0, "evidence:variants"))
-        ordered = sorted(reasons, key=lambda r: (r.favours != "inconclusive", -abs(r.weight)))
-        return Recommendation("inconclusive", [r.text for r in ordered], ordered, score, answers, WHAT_TO_MEASURE,
-                              str(evidence) if not isinstance(evidence, dict) else "dict")
-    if score["raft"] > 0 and score["raft"] >= max(score["rag"], score["finetune"], score["both"]) \
+        reasons.append(Reason(unclear, "inconclusive", 0.0, "evidence:variants", verdict=True))
+        return _inconclusive(reasons, score, answers, evidence, WHAT_TO_MEASURE)
+    tie = find_tie(ev) if ev is not None else None
+    decided = decided_by_constraints(tie, answers, reasons) if tie else None
+    if tie and decided is None:
+        reasons.append(Reason(tie_text(ev or {}, tie), "inconclusive", 0.0, "evidence:comparisons", verdict=True))
+        return _inconclusive(reasons, score, answers, evidence, [settle_text(tie)], tie)
+    if tie and decided:
+        choice = decided
+        reasons.append(Reason(f"{', '.join(tie.leaders)} tie on the evidence (paired CI contains 0); the stated "
+                              f"constraints decide for {decided}", decided, 0.0, "evidence:comparisons", verdict=True))
+    elif score["raft"] > 0 and score["raft"] >= max(score["rag"], score["finetune"], score["both"]) \
             and not low_complexity:
         choice = "raft"
     elif score["both"] > 0 and not low_complexity:
@@ -286,13 +332,30 @@ def advise(answers: dict[str, Any] | None = None, evidence: str | Path | dict | 
         choice = "base"
     else:
         choice = "rag" if score["rag"] >= score["finetune"] else "finetune"  # a tie goes to the cheaper change
+    if ev is not None:
+        choice = _not_beaten(ev, choice, answers, reasons)
     if score["both"] > 0 and low_complexity:
         reasons.append(Reason("complexity tolerance is low: one system instead of fine-tuned + RAG",
                               choice, 0.0, "answer:complexity_tolerance"))
     if choice == "base":
         reasons.append(Reason("neither RAG nor fine-tuning shows a gain that justifies it", "base", 0.0,
                               "evidence:variants" if ev else "answers"))
-    ordered = sorted(reasons, key=lambda r: (r.favours != choice, -abs(r.weight)))
+    ordered = sorted(reasons, key=lambda r: (r.favours != choice, not r.verdict, -abs(r.weight)))
     return Recommendation(choice, [r.text for r in ordered], ordered, score, answers,
                           [] if ev is not None else WHAT_TO_MEASURE,
                           None if ev is None else str(evidence) if not isinstance(evidence, dict) else "dict")
+
+
+def _not_beaten(ev: dict, choice: str, answers: dict[str, Any], reasons: list[Reason]) -> str:
+    """``choice``, unless its contestant scores below another with a clear CI: then the best contestant no
+    stated constraint rules out."""
+    variant = next((v for v, o in OPTION.items() if o == choice), None)
+    if variant is None or variant not in ev["variants"]:
+        return choice
+    winners = [w for w in beaten_by(ev, variant) if OPTION.get(w) not in excluded(answers)]
+    if not winners:
+        return choice
+    best = next(v for v in ranking(ev) if OPTION.get(v) not in excluded(answers))
+    reasons.append(Reason(f"{variant} scores below {', '.join(winners)} with a paired CI clear of 0, so it is not "
+                          f"recommended; {best} is", OPTION.get(best, best), 0.0, "evidence:comparisons", verdict=True))
+    return OPTION.get(best, best)

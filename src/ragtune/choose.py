@@ -20,7 +20,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_setting
 from ragtune.errors import InputError
 from ragtune.evaluate import runner
 from ragtune.evaluate.gold import check_gold
-from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa
+from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa, skipped_lines
 from ragtune.finetune import report
 from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.metrics import normalize
@@ -117,7 +117,7 @@ class Choice:
     def __init__(self, qa: str | Path, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 say: Say = print) -> None:
+                 say: Say = print, strict: bool = False, fields: dict[str, str] | None = None) -> None:
         self.qa_path = Path(qa)
         self.out = Path(out)
         self.train_path = Path(train) if train else None
@@ -130,7 +130,12 @@ class Choice:
         self.model = model or self.settings.generator.model
         self.state_path = self.out / "choose.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.qa = load_qa(self.qa_path, metric=metric)  # an unknown metric name stops here, before any work
+        # before any work: an unknown metric name stops here; bad lines are left out and named (refused when
+        # more than 20% are bad, or any under --strict)
+        self.fields = fields  # --question-field / --answer-field, for the QA set and --train alike
+        self.qa = check_gold(load_qa(self.qa_path, metric=metric, fields=fields), strict=strict)
+        for line in skipped_lines(self.qa):
+            say(line)
         self.kb_dir = self.out / "kb"
         self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
         self._started = 0.0
@@ -192,8 +197,8 @@ class Choice:
         if not self.begin("check"):
             return
         self.say(f"  metric: {qa.metric} ({qa.metric_reason})")
-        check_gold(qa)
-        self.done("check", questions=len(qa.items), metric=qa.metric, why=qa.metric_reason)
+        check_gold(qa)  # what __init__ kept passes; a QA set handed in another way is checked here
+        self.done("check", questions=len(qa.items), metric=qa.metric, why=qa.metric_reason, skipped=len(qa.skipped))
 
     def split(self, qa: QASet) -> Split:
         self.begin("split")
@@ -213,7 +218,7 @@ class Choice:
         if self.train_path is not None:
             from ragtune.finetune.data import load_examples
 
-            examples, origin = load_examples(self.train_path), str(self.train_path)
+            examples, origin = load_examples(self.train_path, self.fields), str(self.train_path)
         elif parts.train:
             examples, origin = examples_from(parts.train, self.qa.system, "qa train split"), "qa train split"
         else:
@@ -246,6 +251,10 @@ class Choice:
             cap = answer_cap(parts.dev + parts.test)
         dev = QASet(self.qa.name, parts.dev, [], self.qa.metric, self.qa.system)
         gate = self.settings.rag.min_relevance
+        if not dev.items:  # fewer than 3 questions: nothing to tune on without touching the test part
+            self.done("tune", trials=[], chosen={}, dev_questions=0,
+                      why="no dev questions to tune on (fewer than 3 questions): the configured settings are used")
+            return self.settings
 
         def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
             values = {"retrieval.k": k, "rag.context_sentences": sentences, "rag.min_relevance": min_relevance,
@@ -318,7 +327,7 @@ class Choice:
             results["choose"], results["advice"] = dict(self.state), advice
             atomic_write_json(self.out / "advice.json", advice)
 
-        results = runner.evaluate(QASet(self.qa.name, test, [], self.qa.metric, self.qa.system), kb=kb,
+        results = runner.evaluate(replace(self.qa, items=test, documents=[]), kb=kb,  # keeps the skipped lines
                                   model=self.model, finetuned=finetuned, raft=raft, out=self.out, settings=settings,
                                   seed=self.settings.choose.seed, annotate=advised)
         self.done("evaluate", best=results.get("best"), recommendation=results["advice"]["recommendation"],

@@ -101,20 +101,36 @@ def is_abstention(text: str, abstained: bool = False) -> bool:
     return abstained or not text.strip() or bool(_ABSTAIN.search(text))
 
 
+def _parts(source: str) -> list[str]:
+    return [p for p in source.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def is_gold(source: str, gold: Sequence[str]) -> bool:
+    """The source is one of the gold sources: equal, or matched by path suffix, component by component, either
+    way (``docs/a.md`` is ``/home/me/docs/a.md`` and ``a.md``, however DOCS was typed; ``b/a.md`` is not
+    ``ba.md``)."""
+    mine = _parts(source)
+    for g in gold:
+        theirs = _parts(g)
+        short, long = sorted((mine, theirs), key=len)
+        if source == g or (short and long[len(long) - len(short):] == short):
+            return True
+    return False
+
+
 def holds_gold(source: str, text: str, gold_sources: Sequence[str], answers: Sequence[str]) -> bool:
-    """A passage holds the answer: it comes from a gold source, or it contains a gold answer."""
-    return source in gold_sources or bool(contains(text, answers))
+    """A passage holds the answer: it comes from a gold source (by path suffix), or it contains a gold answer."""
+    return is_gold(source, gold_sources) or bool(contains(text, answers))
 
 
 def recall_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
-    """1.0 when any gold source is among the first k retrieved sources."""
-    return float(bool(set(retrieved[:k]) & set(gold)))
+    """1.0 when any gold source is among the first k retrieved sources (`is_gold`)."""
+    return float(any(is_gold(s, gold) for s in retrieved[:k]))
 
 
 def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str], k: int = 10) -> float:
-    """1 / rank of the first gold source within the first k retrieved (0 when absent)."""
-    gold_set = set(gold)
-    return next((1.0 / rank for rank, s in enumerate(retrieved[:k], 1) if s in gold_set), 0.0)
+    """1 / rank of the first gold source within the first k retrieved (0 when absent; `is_gold`)."""
+    return next((1.0 / rank for rank, s in enumerate(retrieved[:k], 1) if is_gold(s, gold)), 0.0)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -136,11 +152,13 @@ def bootstrap_ci(scores: Sequence[float], resamples: int = 1000, confidence: flo
 def compare(a: Sequence[float], b: Sequence[float], resamples: int = 1000, confidence: float = 0.95,
             seed: int = 0) -> dict:
     """Paired bootstrap of mean(a) - mean(b) over the same questions. The tie rule: when the interval of the
-    difference contains 0 the two are a tie; otherwise the one with the higher mean wins."""
+    difference contains 0 the two are a tie; otherwise the one with the higher mean wins. Also the number of
+    questions ``n`` and the standard deviation ``sd`` of the per-question differences."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError("compare() needs two non-empty score lists over the same questions")
     lo, hi = bootstrap_ci(x - y, resamples, confidence, seed)
     diff = float(x.mean() - y.mean())
     verdict = "tie" if lo <= 0.0 <= hi else ("a" if diff > 0 else "b")
-    return {"diff": diff, "ci": [lo, hi], "verdict": verdict}
+    sd = float((x - y).std(ddof=1)) if x.size > 1 else 0.0  # of the per-question differences: how many would settle a tie
+    return {"diff": diff, "ci": [lo, hi], "verdict": verdict, "n": int(x.size), "sd": sd}

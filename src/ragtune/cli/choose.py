@@ -10,7 +10,8 @@ import typer
 
 def choose_command(
     docs: Path = typer.Argument(..., help="documents (file or folder), or a SQuAD/APIBench-style QA folder"),
-    qa_file: Path = typer.Argument(..., help="the questions: QA JSONL, or a SQuAD/APIBench-style folder"),
+    qa_file: Path = typer.Argument(..., help="the questions: JSONL, CSV, Parquet, a datasets folder, or a "
+                                   "SQuAD/APIBench-style folder"),
     train: Optional[Path] = typer.Option(None, "--train", help="training set (default: the QA set's train split, "
                                          "else pairs synthesised from DOCS)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model (default: generator.model)"),
@@ -21,21 +22,34 @@ def choose_command(
                                                "knowledge_change = \"daily\""),
     set_: list[str] = typer.Option([], "--set", help="section.field=VALUE sets a setting (not tuned then); "
                                    "key=VALUE without a dot is an advise constraint"),
+    question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the "
+                                                 "question (CSV, Parquet, JSONL, datasets folders)"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the gold answer(s)"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
+                                "name them, refusing only when more than 20% are bad)"),
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
-    from ragtune.advise import read_answers
+    from ragtune.advise import read_answers, validate
     from ragtune.choose import Choice
     from ragtune.config import parse_assignments
+    from ragtune.evaluate.verdict import headline
+    from ragtune.finetune.tables import column_map
 
     pairs = parse_assignments(set_)
     overrides = {k: v for k, v in pairs.items() if "." in k}
     given = read_answers(constraints) if constraints else {}
     given.update({k: v for k, v in pairs.items() if "." not in k})
+    validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice(qa_file, out, train=train, model=model, metric=metric, constraints=given,
-                    overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True))
+                    overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True),
+                    strict=strict, fields=column_map(question_field, answer_field))
     results = choice.run([docs])
     advice = results["advice"]
-    typer.secho(f"recommendation: {advice['recommendation']}", bold=True)
+    from ragtune.evaluate.report import unindexed_warning
+
+    if unindexed_warning(results):
+        typer.secho(unindexed_warning(results), err=True, fg="yellow")
+    typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")

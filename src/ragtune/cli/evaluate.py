@@ -11,7 +11,8 @@ import typer
 
 
 def eval_command(
-    qa_file: Path = typer.Argument(..., help="QA JSONL, or a SQuAD-style / APIBench-style folder"),
+    qa_file: Path = typer.Argument(..., help="QA JSONL, CSV, Parquet or datasets folder, or a SQuAD-style / "
+                                   "APIBench-style folder"),
     kb: Optional[str] = typer.Option(None, "--kb", help="knowledge-base folder or postgresql:// URL (a QA folder's documents are indexed into it)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model: alias, HF folder or .gguf (default: config)"),
     finetuned: Optional[Path] = typer.Option(None, "--finetuned", help="fine-tuned model or adapter folder"),
@@ -31,10 +32,16 @@ def eval_command(
     set_: list[str] = typer.Option([], "--set", help="any setting, e.g. retrieval.mode=dense"),
     judge: Optional[str] = typer.Option(None, "--judge", help="a bigger model that also rates groundedness (spec or endpoint model name)"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for --judge"),
+    question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the "
+                                                 "question (CSV, Parquet, JSONL, datasets folders)"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the gold answer(s)"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
+                                "name them, refusing only when more than 20% are bad)"),
 ) -> None:
     """Run base / RAG / fine-tuned / fine-tuned+RAG / RAFT on the same questions; write report/ and results.json."""
     from ragtune.config import load_settings, parse_assignments
-    from ragtune.evaluate.qa import load_qa
+    from ragtune.evaluate.gold import check_gold
+    from ragtune.evaluate.qa import load_qa, skipped_lines
     from ragtune.evaluate.runner import evaluate
 
     overrides: dict[str, object] = dict(parse_assignments(set_))
@@ -48,7 +55,11 @@ def eval_command(
 
         judge_gen = load_generator(settings.generator.model_copy(update={
             "model": judge, "max_new_tokens": 4, **({"backend": "openai", "base_url": judge_url} if judge_url else {})}))
-    qa = load_qa(qa_file, qa_format, metric)
+    from ragtune.finetune.tables import column_map
+
+    qa = check_gold(load_qa(qa_file, qa_format, metric, column_map(question_field, answer_field)), strict=strict)
+    for line in skipped_lines(qa):
+        typer.secho(line, err=True, fg="yellow")
     _check_kb(kb, bool(qa.documents), bool(settings.store.url))
     typer.echo(f"metric: {qa.metric} ({qa.metric_reason})")
     results = evaluate(qa, kb=kb, model=model, finetuned=finetuned, raft=raft, out=out, settings=settings,
@@ -88,8 +99,12 @@ def _print_summary(results: dict, out: Path) -> None:
     console = Console()
     console.print(table)
     if results.get("retrieval"):
+        from ragtune.evaluate.report import unindexed_warning
+
         r = results["retrieval"]
         console.print(f"retrieval: recall@1 {r['recall@1']:.3f}, recall@{r['k']} {r['recall@k']:.3f}, MRR {r['mrr']:.3f}")
+        if unindexed_warning(results):
+            typer.secho(unindexed_warning(results), err=True, fg="yellow")
     tied = f" (tied with {', '.join(results['tied_with_best'])})" if results.get("tied_with_best") else ""
     console.print(f"best: {results['best']}{tied}\nreport: {out / 'index.html'}  results: {out / 'results.json'}")
 
@@ -103,6 +118,7 @@ def advise_command(
     """Recommend RAG, fine-tuning, both or neither, with reasons citing your constraints and measured figures."""
     from ragtune.advise import QUESTIONS, advise, read_answers
     from ragtune.config import parse_assignments
+    from ragtune.evaluate.verdict import headline
 
     given: dict = read_answers(answers) if answers else {}
     given.update(parse_assignments(set_))
@@ -116,11 +132,11 @@ def advise_command(
     if as_json:
         typer.echo(json.dumps(rec.to_json(), indent=2, default=str))
         return
-    typer.secho(f"recommendation: {rec.recommendation}", bold=True)
+    typer.secho(f"recommendation: {headline(rec.to_json())}", bold=True)
     for reason in rec.reasons:
         typer.echo(f"  - {reason}")
     if rec.to_measure:
-        typer.echo("to decide with evidence, measure:")
+        typer.echo("to settle it:" if evidence is not None else "to decide with evidence, measure:")
         for item in rec.to_measure:
             typer.echo(f"  * {item}")
 

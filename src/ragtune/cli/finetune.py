@@ -124,6 +124,9 @@ def finetune_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
+    question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the question "
+                                                 "(CSV, Parquet, JSONL, datasets folders)"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the answer"),
 ) -> None:
     """Fine-tune a model (LoRA by default) and write an adapter folder that --model accepts everywhere."""
     from ragtune.config import load_settings
@@ -142,13 +145,17 @@ def finetune_cmd(
         from ragtune.errors import ConfigError
 
         raise ConfigError(f"--method {method}: unknown; use lora or full")
-    train: Path | list = dataset
-    held_out: Path | list | None = validation
+    from ragtune.finetune.data import load_examples
+    from ragtune.finetune.tables import column_map
+
+    fields = column_map(question_field, answer_field)
+    train: Path | list = load_examples(dataset, fields) if fields else dataset
+    held_out: Path | list | None = load_examples(validation, fields) if fields and validation else validation
     if raft:
         from ragtune.finetune.raft import epochs as raft_epochs
         from ragtune.finetune.raft import raft_dataset
 
-        train, held_out, length = raft_dataset(dataset, validation, kb, model, settings, out)
+        train, held_out, length = raft_dataset(dataset, validation, kb, model, settings, out, fields)
         overrides.setdefault("max_seq_tokens", length)  # RAFT prompts whole, unless --max-seq-tokens says otherwise
         overrides.setdefault("epochs", raft_epochs(settings))  # --epochs wins over raft.epochs
     result = FineTuner(model, method=method, settings=settings.finetune, device=device,

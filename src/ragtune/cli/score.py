@@ -47,8 +47,10 @@ def read_predictions(path: Path) -> tuple[list[Row], tuple[str, str] | None]:
     return rows, _declared_metric(path, lines)
 
 
-def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Row], list[float]]:
-    """The metric (given or inferred), why, the rows and one score per row, after the gold-vs-gold check."""
+def score_file(path: Path, metric: str | None = None, strict: bool = False
+               ) -> tuple[str, str, list[Row], list[float | None], list[dict]]:
+    """The metric (given or inferred), why, the rows, one score per row (None for a row whose gold answers
+    cannot be scored) and those rows as ``{line, reason}``, after the gold-vs-gold check."""
     from ragtune.evaluate.gold import check_gold
     from ragtune.evaluate.qa import QAItem, QASet
     from ragtune.evaluate.scorers import get_metric, infer_metric, metric_score
@@ -60,23 +62,32 @@ def score_file(path: Path, metric: str | None = None) -> tuple[str, str, list[Ro
     else:
         metric, reason = declared or infer_metric([answers for _, _, answers, _ in rows])
     items = [QAItem(str(n), q, answers, metadata={"line": n}) for n, q, answers, _ in rows]
-    check_gold(QASet(path.name, items, metric=metric), questions=False)  # rows may repeat a question
-    return metric, reason, rows, [metric_score(answers, pred, metric) for _, _, answers, pred in rows]
+    kept = check_gold(QASet(path.name, items, metric=metric), questions=False, strict=strict)  # rows may repeat
+    ok = {it.id for it in kept.items}
+    return metric, reason, rows, [metric_score(answers, pred, metric) if str(n) in ok else None
+                                  for n, _, answers, pred in rows], kept.skipped
 
 
 def score_command(
     predictions: Path = typer.Argument(..., help="JSONL rows with question, answers (gold list) and prediction"),
     metric: str | None = typer.Option(None, "--metric", help="exact, normalized, contains, f1, rouge_l, regex, "
                                          "json, call, choice or package.module:function (default: inferred)"),
-    as_json: bool = typer.Option(False, "--json", help='print {"metric", "n", "mean", "scores"} only'),
+    as_json: bool = typer.Option(False, "--json", help='print {"metric", "n", "mean", "scores", "skipped"} only'),
+    strict: bool = typer.Option(False, "--strict", help="refuse any row whose gold answers cannot be scored "
+                                "(default: skip and name them, refusing only when more than 20% are bad)"),
 ) -> None:
     """Score answers from any system against gold answers, with the metrics `ragtune eval` uses."""
-    name, reason, rows, scores = score_file(predictions, metric)
-    mean = sum(scores) / len(scores)
+    from ragtune.evaluate.qa import QASet, skipped_lines
+
+    name, reason, rows, scores, skipped = score_file(predictions, metric, strict)
+    for line in skipped_lines(QASet(predictions.name, [], skipped=skipped, lines=len(rows))):
+        typer.secho(line, err=True, fg="yellow")
+    kept = [s for s in scores if s is not None]
+    mean = sum(kept) / len(kept)
     if as_json:
         if not metric:
             typer.echo(f"metric: {name} ({reason})", err=True)
-        typer.echo(json.dumps({"metric": name, "n": len(scores), "mean": mean, "scores": scores}))
+        typer.echo(json.dumps({"metric": name, "n": len(kept), "mean": mean, "scores": scores, "skipped": skipped}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -87,11 +98,11 @@ def score_command(
         table.add_column(col, justify="right" if col in ("line", name) else "left", overflow="ellipsis",
                          no_wrap=True, max_width=None if col in ("line", name) else 40)
     for (n, question, _, prediction), s in list(zip(rows, scores))[:20]:
-        table.add_row(str(n), f"{s:.3f}", question, prediction.replace("\n", " "))
+        table.add_row(str(n), "skipped" if s is None else f"{s:.3f}", question, prediction.replace("\n", " "))
     console = Console()
     console.print(table)
     more = f" (first 20 of {len(scores)} shown; --json for all)" if len(scores) > 20 else ""
-    console.print(f"mean {name}: {mean:.3f} over {len(scores)} answers{more}")
+    console.print(f"mean {name}: {mean:.3f} over {len(kept)} answers{more}")
 
 
 def register(app: typer.Typer) -> None:

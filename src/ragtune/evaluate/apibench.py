@@ -49,8 +49,12 @@ def load_apibench(folder: str | Path, seed: int = 0, fractions: tuple[float, flo
         raise InputError(f"{path}: not found; pass an APIBench-style folder (with eval.jsonl)")
     examples = []
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if text.strip():
-            examples.append(to_example(json.loads(text), str(path), line))
+        try:
+            row = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError:
+            row = None  # a bad line: the QA loader names it (evaluate.qa); the split is of the usable rows
+        if isinstance(row, dict) and isinstance(row.get("code"), str) and isinstance(row.get("api_call"), str):
+            examples.append(to_example(row, str(path), line))
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_train = round(len(order) * fractions[0])

@@ -7,7 +7,8 @@ A call is found wherever it sits: in a code fence, after ``x = ``, inside prose 
 (``<<<api_call>>>: f(x)``). The text is scanned for ``dotted.name(``, the balanced span that follows (strings
 respected) is parsed with :mod:`ast`, and method chains (``a.b().c(x)``) are kept whole. Matching follows Gorilla's
 APIBench AST sub-tree check: the callee's dotted name must be equal and every gold argument present in the
-prediction's call; extra arguments in the prediction are allowed.
+prediction's call; extra arguments in the prediction are allowed; a gold argument whose value is a bare name
+(``model_type=model_type``) is a placeholder and need not be there.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def _canon(value: Any) -> Any:
 
 def same_value(gold: ast.AST, pred: ast.AST) -> bool:
     """Argument values compared as trees: nested calls by :func:`call_matches`, literals by meaning."""
+    if isinstance(gold, ast.Name):
+        return True  # a placeholder (see call_matches)
     if isinstance(gold, ast.Call):
         return isinstance(pred, ast.Call) and call_matches(gold, pred)
     if isinstance(gold, (ast.List, ast.Tuple)) and isinstance(pred, (ast.List, ast.Tuple)):
@@ -163,12 +166,16 @@ def call_matches(gold: ast.Call, pred: ast.Call) -> bool:
     A gold keyword argument is found under its name in any order, or as the prediction's positional argument
     at the same place (gold ``f(a=1, b=2)`` matches ``f(1, 2)``); a gold positional argument is found at its
     place, as a positional or a keyword argument (gold ``f(1)`` matches ``f(a=1)``). Extra arguments in the
-    prediction are allowed, as in APIBench's evaluation."""
+    prediction are allowed, as in APIBench's evaluation. A gold argument whose value is a bare name
+    (``precision=precision``, ``hub.KerasLayer(model_id)``) is a placeholder the question leaves open: it need
+    not be there, and any value matches it; inside a list or tuple it matches any element."""
     if callee(gold) != callee(pred):
         return False
     pred_slots = _slots(pred)
     by_name = {name: value for name, value in pred_slots if name is not None}
     for place, (name, value) in enumerate(_slots(gold)):
+        if isinstance(value, ast.Name):
+            continue  # a placeholder (``model_type=model_type``): the benchmark's gold names no value to match
         at_place = pred_slots[place] if place < len(pred_slots) else None
         candidates = [by_name[name]] if name is not None and name in by_name else []
         if at_place is not None and (at_place[0] is None or name is None):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.atomic import atomic_write
+from ragtune.evaluate.metrics import is_gold
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -92,9 +93,10 @@ def _drilldown(per_variant: dict[str, list[dict]], ranked: dict[str, list[str]],
                  f"<div>gold: {html.escape(' | '.join(first['answers'][:3]) or '(unanswerable)')}"
                  f"{' · seen in training' if first.get('seen') else ''}</div>"]
         if qid in ranked:
-            gold = set(first.get("gold_sources", []))
+            gold = first.get("gold_sources", [])
             lines.append("<div>retrieved: " + ", ".join(
-                f"<span class={'ok' if s in gold else 'bad'}>{html.escape(s)}</span>" for s in ranked[qid][:5]) + "</div>")
+                f"<span class={'ok' if is_gold(s, gold) else 'bad'}>{html.escape(s)}</span>" for s in ranked[qid][:5])
+                + "</div>")
         for variant, r in recs.items():
             lines.append(f"<div><b>{html.escape(variant)}</b>: {html.escape(r['prediction'][:400])} "
                          f"<small>(EM {r['scores']['em']:.0f}, F1 {r['scores']['f1']:.2f}, "
@@ -118,6 +120,7 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
              f"<code>{html.escape(str(results['models']['base']))}</code>, fine-tuned "
              f"<code>{html.escape(str(results['models']['finetuned']))}</code>. Best: <b>{_fmt(results.get('best'))}</b>"
              f"{'; tied with ' + ', '.join(results['tied_with_best']) if results.get('tied_with_best') else ''}.</p>",
+             _skipped(qa),
              "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "self-cited", "abstained",
                                                                       "p50 s", "p95 s", "peak MiB"], rows),
              plots.get("quality", ""),
@@ -126,9 +129,10 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
                     [[f"{c['a']} − {c['b']}", c["diff"], _ci(c["ci"]), c["verdict"]] for c in results["comparisons"]])]
     r = results.get("retrieval")
     if r:
-        parts += ["<h2>Retrieval</h2>", _table(["questions", "recall@1", f"recall@{r['k']}", "MRR@10"],
-                                               [[str(r["n"]), r["recall@1"], r["recall@k"], r["mrr"]]]),
-                  plots.get("retrieval", "")]
+        warning = unindexed_warning(results)
+        parts += ["<h2>Retrieval</h2>", f"<p class=bad>{html.escape(warning)}</p>" if warning else "",
+                  _table(["questions", "recall@1", f"recall@{r['k']}", "MRR@10"],
+                         [[str(r["n"]), r["recall@1"], r["recall@k"], r["mrr"]]]), plots.get("retrieval", "")]
     parts += ["<h2>Latency</h2>", plots.get("latency", ""), "<h2>Memory</h2>", plots.get("memory", "")]
     t = results.get("training")
     parts += ["<h2>Training cost</h2>", _table(["seconds", "tokens", "examples", "tokens/s"],
@@ -152,12 +156,35 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
             f"</head><body>{''.join(parts)}</body></html>")
 
 
+def unindexed_warning(results: dict[str, Any]) -> str | None:
+    """The console's and report's warning about gold sources that name no ingested document, or None."""
+    r = results.get("retrieval") or {}
+    n = r.get("gold_sources_not_indexed")
+    if not n:
+        return None
+    return (f"warning: {n} of {r['n']} questions name gold sources that match no ingested document (compared by "
+            "path suffix); recall counts them as misses: check the names in gold_sources against `ragtune sources`")
+
+
+def _skipped(qa: dict) -> str:
+    """The QA lines left out (bad types, gold answers that cannot be scored), named at the top of the report."""
+    skipped = qa.get("skipped") or []
+    if not skipped:
+        return ""
+    items = "".join(f"<li>line {html.escape(str(s['line']))}: {html.escape(s['reason'])}</li>" for s in skipped[:50])
+    more = f"<li>… and {len(skipped) - 50} more (results.json qa.skipped)</li>" if len(skipped) > 50 else ""
+    return (f"<p class=bad><b>{len(skipped)} line(s) of the QA set skipped</b> (not scored; --strict refuses "
+            f"them):</p><ul>{items}{more}</ul>")
+
+
 def _choice(results: dict) -> list[str]:
     """`ragtune choose`: the verdict with its reasons, and what was chosen on the dev part and why."""
     parts: list[str] = []
     advice = results.get("advice")
     if advice:
-        parts += [f"<h2>Recommendation: {html.escape(advice['recommendation'])}</h2><ul>"
+        from ragtune.evaluate.verdict import headline
+
+        parts += [f"<h2>Recommendation: {html.escape(headline(advice))}</h2><ul>"
                   + "".join(f"<li>{html.escape(r)}</li>" for r in advice["reasons"]) + "</ul>"]
     c = results.get("choose")
     if not c:

@@ -67,19 +67,34 @@ def retrieval_quality(qa: QASet, kb: Any, k: int, depth: int = 10) -> tuple[dict
     out: dict[str, Any] = {name: sum(v) / len(v) for name, v in per.items()}
     out.update(n=len(gold), k=k, ci={name: list(M.bootstrap_ci(v)) for name, v in per.items()})
     out["recall@k"], out["mrr"] = out[f"recall@{k}"], out[f"mrr@{depth}"]
+    out["gold_sources_not_indexed"] = unindexed_gold(gold, kb)
     return out, ranked
+
+
+def unindexed_gold(items: list[QAItem], kb: Any) -> int | None:
+    """How many questions name gold sources none of which is in the knowledge base (recall counts them as
+    misses; a typo, or documents not ingested); None when the retriever cannot list its sources."""
+    if not callable(getattr(kb, "sources", None)):
+        return None
+    by_name: dict[str, list[str]] = {}  # a suffix match ends with the same file name: compare only those
+    for info in kb.sources():
+        by_name.setdefault(info.source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1], []).append(info.source)
+    return sum(not any(M.is_gold(name, it.gold_sources) for g in it.gold_sources
+                       for name in by_name.get(g.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1], []))
+               for it in items)
 
 
 def setup(qa: str | Path | QASet, kb: Any, models: dict[str, Any], out: Path, settings: Settings, *,
           variants: list[str] | None, limit: int | None, seed: int, split: str | None, train_qa: str | Path | None,
-          rag_factory: RagFactory, kb_factory: KBFactory, judge: Any) -> EvalRun:
-    """Load the questions, index the QA set's documents, and pick the contestants that can be built."""
+          rag_factory: RagFactory, kb_factory: KBFactory, judge: Any, strict: bool = False) -> EvalRun:
+    """Load the questions (bad lines left out and named, `check_gold`), index the QA set's documents, and pick
+    the contestants that can be built."""
     out.mkdir(parents=True, exist_ok=True)
-    qa_set = qa if isinstance(qa, QASet) else load_qa(qa)
+    # before any model runs: every gold answer must score 1 against itself; bad lines are skipped and named
+    qa_set = check_gold(qa if isinstance(qa, QASet) else load_qa(qa), strict=strict)
     seen = split_ids(qa_set, train_qa) if train_qa else {it.id for it in qa_set.items
                                                           if it.metadata.get("split") == "train"}
     qa_set = qa_set.split(split).subset(limit, seed)
-    check_gold(qa_set)  # before any model runs: every gold answer must score 1 against itself
     trained = models.get("finetuned") is not None or models.get("raft") is not None
     seen = seen & {it.id for it in qa_set.items} if trained else set()
     unknown = set(variants or []) - set(VARIANTS)
@@ -164,7 +179,7 @@ def header(run: EvalRun, limit: int | None, split: str | None) -> dict[str, Any]
         "qa": {"name": run.qa.name, "n": len(run.qa.items), "metric": run.qa.metric, "limit": limit,
                "seed": run.seed, "split": split,
                "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None,
-               "metric_reason": run.qa.metric_reason},
+               "metric_reason": run.qa.metric_reason, "skipped": run.qa.skipped},
         "headline": headline_key(run.qa.metric),
         "models": {key: model_name(spec) if spec is not None else None for key, spec in run.models.items()},
         # the three short keys first (stable since schema 1), then every section as the run used it
@@ -181,19 +196,20 @@ def evaluate(qa: str | Path | QASet, kb: Any = None, model: Any = None, finetune
              train_qa: str | Path | None = None, freshness: bool = False, freshness_questions: int = 20,
              freshness_variants: list[str] | None = None, rag_factory: RagFactory = default_rag,
              kb_factory: KBFactory | None = None, judge: Any = None, report: bool = True,
-             annotate: Callable[[dict[str, Any]], None] | None = None) -> dict:
+             annotate: Callable[[dict[str, Any]], None] | None = None, strict: bool = False) -> dict:
     """Evaluate the contestants on one QA set; returns the dict written to ``out/results.json``.
 
     ``raft``: an adapter trained with `ragtune finetune --raft`; ``judge``: an optional Generator (a bigger model
     or endpoint) that also rates each RAG answer's groundedness; ``annotate``: called with the compared results
-    before they are written, to add fields of its own (`choose` adds its advice there).
+    before they are written, to add fields of its own (`choose` adds its advice there); ``strict``: refuse a QA
+    set with any bad line (else bad lines are skipped and named in ``qa.skipped``, up to 20% of the file).
     """
     settings = settings or load_settings(kb if isinstance(kb, (str, Path)) else None)
     models = {"base": model if model is not None else settings.generator.model, "finetuned": finetuned,
               "raft": raft}
     run = setup(qa, kb, models, Path(out), settings, variants=variants, limit=limit, seed=seed, split=split,
                 train_qa=train_qa, rag_factory=rag_factory, kb_factory=kb_factory or open_knowledge_base,
-                judge=judge)
+                judge=judge, strict=strict)
     results = header(run, limit, split)
     if run.kb is not None:
         results["retrieval"], run.ranked = retrieval_quality(run.qa, run.kb, settings.retrieval.k)

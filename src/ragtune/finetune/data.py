@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.finetune.tables import is_table, map_fields, read_table
 from ragtune.types import Example
 
-TABLE_SUFFIXES = {".jsonl", ".json", ".csv"}
+TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 ROLES = {"system", "user", "assistant"}
 MAX_DATASET_MB = 2048  # one dataset file is read whole; beyond this, split it
@@ -79,25 +80,36 @@ def row_to_messages(row: dict[str, Any]) -> list[dict[str, str]]:
                      "or question/answer")
 
 
-def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
-    """Every usable example of a file or folder, and every row that is not (with its line number)."""
+def read_rows(path: str | Path, fields: dict[str, str] | None = None) -> tuple[list[Example], list[RowProblem]]:
+    """Every usable example of a file or folder, and every row that is not (with its line number). ``fields``
+    maps other column names to the ones read (``{"question": "query", "answer": "gold"}``)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder; pass a .jsonl/.csv dataset or a folder of .txt/.md")
+        raise InputError(f"{path}: no such file or folder; pass a .jsonl/.csv/.parquet dataset, a datasets "
+                         "folder or a folder of .txt/.md")
+    examples: list[Example] = []
+    problems: list[RowProblem] = []
+    if is_table(path) and path.is_dir():  # a datasets folder (save_to_disk): its train split when it has one
+        rows = list(read_table(path))
+        train = [(n, r) for n, r in rows if r.get("split") == "train"]
+        for n, row in train or rows:
+            _add_row(map_fields(row, fields, one_answer=True), path, n, examples, problems)
+        return examples, problems
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES | TABLE_SUFFIXES)
         if not files:
             raise InputError(f"{path}: no .jsonl, .csv, .txt or .md files inside")
     else:
         files = [path]
-    examples: list[Example] = []
-    problems: list[RowProblem] = []
     for f in files:
         suffix = f.suffix.lower()
         if suffix in (".jsonl", ".json"):
-            _read_jsonl(f, examples, problems)
+            _read_jsonl(f, examples, problems, fields)
         elif suffix == ".csv":
-            _read_csv(f, examples, problems)
+            _read_csv(f, examples, problems, fields)
+        elif suffix == ".parquet":
+            for n, row in read_table(f):
+                _add_row(map_fields(row, fields, one_answer=True), f, n, examples, problems)
         elif suffix in TEXT_SUFFIXES:
             text = _read_text(f)
             if text.strip():
@@ -105,7 +117,7 @@ def read_rows(path: str | Path) -> tuple[list[Example], list[RowProblem]]:
             else:
                 problems.append(RowProblem(str(f), 0, "text", "empty document"))
         else:
-            raise InputError(f"{f}: unsupported dataset format '{suffix}'; use .jsonl, .csv, .txt or .md")
+            raise InputError(f"{f}: unsupported dataset format '{suffix}'; use .jsonl, .csv, .parquet, .txt or .md")
     return examples, problems
 
 
@@ -118,7 +130,7 @@ def _read_text(f: Path) -> str:
     return decode_text(read_bytes(f, MAX_DATASET_MB), f)
 
 
-def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
+def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem], fields: dict[str, str] | None) -> None:
     text = _read_text(f)
     if f.suffix.lower() == ".json" and text.lstrip().startswith("["):  # a JSON array of rows
         try:
@@ -130,7 +142,7 @@ def _read_jsonl(f: Path, examples: list[Example], problems: list[RowProblem]) ->
     else:
         lines = _json_lines(f, text, problems)
     for lineno, row in lines:
-        _add_row(row, f, lineno, examples, problems)
+        _add_row(map_fields(row, fields) if isinstance(row, dict) and fields else row, f, lineno, examples, problems)
 
 
 def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tuple[int, Any]]:
@@ -144,12 +156,12 @@ def _json_lines(f: Path, text: str, problems: list[RowProblem]) -> Iterable[tupl
             problems.append(RowProblem(str(f), lineno, "json", f"not valid JSON ({e.msg} at column {e.colno})"))
 
 
-def _read_csv(f: Path, examples: list[Example], problems: list[RowProblem]) -> None:
+def _read_csv(f: Path, examples: list[Example], problems: list[RowProblem], fields: dict[str, str] | None) -> None:
     with io.StringIO(_read_text(f), newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             row = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
-            _add_row(row, f, reader.line_num, examples, problems)
+            _add_row(map_fields(row, fields, one_answer=True), f, reader.line_num, examples, problems)
 
 
 def _add_row(row: Any, f: Path, lineno: int, examples: list[Example], problems: list[RowProblem]) -> None:
@@ -171,9 +183,10 @@ def _gold_source(row: dict[str, Any]) -> str | None:
     return str(gold) if isinstance(gold, (str, int)) and str(gold).strip() else None
 
 
-def load_examples(path: str | Path) -> list[Example]:
-    """The examples of a dataset; raises InputError naming the first bad row (run `ragtune data check`)."""
-    examples, problems = read_rows(path)
+def load_examples(path: str | Path, fields: dict[str, str] | None = None) -> list[Example]:
+    """The examples of a dataset (``fields``: see `read_rows`); raises InputError naming the first bad row (run
+    `ragtune data check`)."""
+    examples, problems = read_rows(path, fields)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"{problems[0]}{more}; fix the rows or run `ragtune data check {path}` for the full list")

@@ -162,10 +162,12 @@ def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) 
 
 
 def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | Path | None, model: str,
-                 settings: Settings, out: str | Path) -> tuple[list[Example], list[Example] | None, int]:
+                 settings: Settings, out: str | Path, fields: dict[str, str] | None = None
+                 ) -> tuple[list[Example], list[Example] | None, int]:
     """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file), built with the
     knowledge base's retriever and counted with the model's tokenizer, and the ``max_seq_tokens`` that holds
-    them whole (`seq_tokens`); ``out/raft.json`` records what was found."""
+    them whole (`seq_tokens`); ``out/raft.json`` records what was found. ``fields`` maps column names
+    (`data.read_rows`)."""
     from ragtune.atomic import atomic_write_json
     from ragtune.finetune.base import load_tokenizer
     from ragtune.finetune.data import load_examples
@@ -180,10 +182,10 @@ def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | P
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     retriever = KnowledgeBase(Path(kb), settings=settings)
-    train, stats = raft_examples(load_examples(dataset), retriever, settings, count, seed=settings.finetune.seed)
+    train, stats = raft_examples(load_examples(dataset, fields), retriever, settings, count, seed=settings.finetune.seed)
     val = None
     if validation is not None:
-        val, _ = raft_examples(load_examples(validation), retriever, settings, count, seed=settings.finetune.seed + 1)
+        val, _ = raft_examples(load_examples(validation, fields), retriever, settings, count, seed=settings.finetune.seed + 1)
     if stats.gold_found == 0:
         raise InputError(f"{dataset}: no example's answer was found in a passage of {kb}; RAFT needs the "
                          "documents that hold the answers (give each row a 'source', or ingest the documents)")
