@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from ragtune import metrics as M
 from ragtune.advise import advise
-from ragtune.evaluate import metrics as M
 from ragtune.evaluate.verdict import SIMPLICITY, find_tie, questions_needed
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.atomic import atomic_write
-from ragtune.evaluate.metrics import is_gold
+from ragtune.metrics import is_gold
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
