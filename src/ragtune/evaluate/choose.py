@@ -301,6 +301,11 @@ class Choice:
         results["advice"] = rec.to_json()
         atomic_write_json(self.out / "advice.json", rec.to_json())
         runner.finish(run, results)
+        from ragtune.winner import write_winner
+
+        write_winner(self.out, recommendation=rec.recommendation, best=results.get("best"),
+                     tied=results.get("tied_with_best") or [], base_model=self.model, settings=run.settings,
+                     instruction=self.qa.system, kb=self.kb_dir.name)
         self._done("evaluate", best=results.get("best"), recommendation=rec.recommendation,
                    scores={v: s["score"] for v, s in results["variants"].items()})
 
