@@ -118,7 +118,7 @@ def write_winner(out_dir: str | Path, *, recommendation: str, best: str | None, 
              "this folder)", "# run it: ragtune ask \"...\" --choice DIR | ragtune serve --choice DIR | "
              "ragtune export DIR --out OUT"]
     for section, values in record.items():
-        lines += ["", f"[{section}]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in values.items()]
+        lines += ["", f"[{section}]"] + [f"{_key(k)} = {json.dumps(v)}" for k, v in values.items()]
     atomic_write(folder / WINNER_FILE, "\n".join(lines) + "\n")
     return read_winner(folder)
 
@@ -169,6 +169,11 @@ def check_files(winner: Winner) -> None:
     if kb is not None and not kb.is_dir():
         raise InputError(f"{kb}: the knowledge base of {winner.folder} is gone; re-run `ragtune choose` with the "
                          "same --out to index it again")
+
+
+def _key(key: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise ("retrieval.k" is one key, not a table)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
 def _contestant_name(name: str) -> str:

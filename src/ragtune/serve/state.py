@@ -100,7 +100,9 @@ def build_state(settings: Settings, *, kb: KnowledgeBase | None = None, base: Ge
     if winner is not None and base is not None:  # `serve --choice`: exactly the contestant `choose` measured
         role = "winner" if winner.recommended else "contestant"
         state.contestant = winner.contestant
-        rag = RAG(kb if winner.retrieves else None, base, settings, instruction=winner.instruction)
+        # an instruction (even "") makes a closed-book contestant answer the latest question with the prompt it
+        # was measured with, not continue the raw conversation
+        rag = RAG(kb if winner.retrieves else None, base, settings, instruction=winner.instruction or "")
         state.configurations[winner.contestant] = Configuration(
             winner.contestant, base, rag, f"the bake-off's {role} {winner.contestant} ({winner.why})",
             asyncio.Semaphore(concurrency))
