@@ -40,7 +40,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, outtype: str = "f16", nam
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv)
     writer.add_layer_norm_rms_eps(c.rms_norm_eps)
-    writer.add_rope_freq_base(float(rope.get("rope_theta") or getattr(c, "rope_theta", 10000.0)))
+    writer.add_rope_freq_base(float(rope.get("rope_theta") or getattr(c, "rope_theta", None) or 10000.0))
     writer.add_rope_dimension_count(getattr(c, "head_dim", None) or c.hidden_size // n_head)
     writer.add_vocab_size(c.vocab_size)
     writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
