@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from _export_util import make_adapter
 from ragtune.config import Settings
 from ragtune.errors import InputError, ModelError
 from ragtune.export import export
@@ -19,23 +20,6 @@ from ragtune.winner import write_winner
 
 QUESTIONS = [f"What is the capital of Land {i}?" for i in range(12)] + \
             [f"Which river floods Land {i} in spring?" for i in range(8)]
-
-
-def make_adapter(base: Path, out: Path, seed: int) -> Path:
-    """A LoRA adapter folder as peft writes it, with non-zero weights (so merging changes the answers)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
