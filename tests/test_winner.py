@@ -179,16 +179,7 @@ def test_serve_choice_serves_the_contestant_alone_with_its_answers(in_choice_env
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.3)
+        _wait(proc, url)
         models = [m["id"] for m in httpx.get(url + "/v1/models").json()["data"] if m["type"] == "chat"]
         assert models == [winner.contestant]
         info = httpx.get(url + "/v1/info").json()
@@ -202,3 +193,69 @@ def test_serve_choice_serves_the_contestant_alone_with_its_answers(in_choice_env
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_the_adapters_choose_trains_are_standard_peft_folders(chosen, tiny_lm_dir):
+    """What `finetune` writes loads with plain peft on the base model's HF folder (as vLLM's LoRA serving takes
+    it), and gives the logits ragtune's loader gives."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from ragtune.models.loading import load_model_and_tokenizer
+
+    out, _, _ = chosen
+    config = json.loads((out / "finetuned" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and Path(config["base_model_name_or_path"]) == tiny_lm_dir
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lm_dir), out / "finetuned").eval()
+    ours, tokenizer = load_model_and_tokenizer(str(out / "finetuned"))
+    ids = torch.tensor([tokenizer("What is the capital of Land 3?")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, ours(ids).logits, atol=1e-5)
+        base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()(ids).logits
+        assert not torch.allclose(plain(ids).logits, base, atol=1e-4)  # the adapter changes the model
+
+
+def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_bakeoff(in_choice_env, tmp_path):
+    """docs/serve.md's recipe: export the contestant, serve the export on an OpenAI-compatible server (here
+    `ragtune serve --model EXPORT` stands in for vLLM / Ollama), point ragtune's retrieval at it."""
+    out = in_choice_env
+    result = CliRunner().invoke(_cli(), ["export", str(out), "--out", str(tmp_path / "raft-hf"), "--contestant",
+                                         "raft"])
+    assert result.exit_code == 0, result.output
+    import ragtune
+
+    port = _free_port()
+    src = str(Path(ragtune.__file__).resolve().parents[1])
+    env = {**os.environ, "RAGTUNE_SERVE__RATE_LIMIT_PER_MINUTE": "0", "PYTHONPATH": src}
+    env.pop("RAGTUNE_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ragtune.cli.main", "serve", "--model", str(tmp_path / "raft-hf"),
+                             "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(proc, f"http://127.0.0.1:{port}")
+        expected = logged(out, "raft")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RAGTUNE_GENERATOR__BACKEND", "openai")
+            mp.setenv("RAGTUNE_GENERATOR__BASE_URL", f"http://127.0.0.1:{port}/v1")
+            mp.setenv("RAGTUNE_GENERATOR__MODEL", "base")  # the name the stand-in serves the export under
+            for question, prediction in list(expected.items())[:3]:
+                result = CliRunner().invoke(_cli(), ["ask", question, "--kb", str(out / "kb"), "--json"])
+                assert result.exit_code == 0, result.output
+                assert json.loads(result.stdout)["answer"] == prediction
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _wait(proc: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.3)
