@@ -259,3 +259,36 @@ def _wait(proc: subprocess.Popen, url: str) -> None:
             pass
         assert time.monotonic() < deadline, "the server did not come up"
         time.sleep(0.3)
+
+
+def test_a_served_contestant_is_the_only_configuration(tmp_path, tiny_embedder_dir):
+    """In process: /v1/models and /v1/info name the contestant; a closed-book one answers with the prompt it was
+    measured with (the system prompt first), not the raw conversation."""
+    from fastapi.testclient import TestClient
+
+    from _serve_util import CitingGenerator, make_kb, make_settings
+    from ragtune.serve import create_app
+    from ragtune.winner import Winner
+
+    settings = make_settings(tiny_embedder_dir)
+    kb = make_kb(tmp_path / "kb", settings)
+    seen: list[list[dict]] = []
+
+    class Recording(CitingGenerator):
+        def stream(self, messages, **kw):
+            seen.append(messages)
+            return super().stream(messages, **kw)
+
+    for name, kb_path, uses_rag in (("finetuned+rag", "kb", True), ("finetuned", None, False)):
+        winner = Winner(tmp_path, name, "both", "tiny", "finetuned", kb_path)
+        with TestClient(create_app(kb if uses_rag else None, base=Recording(), settings=settings, api_key="",
+                                   winner=winner)) as client:
+            models = client.get("/v1/models").json()["data"]
+            assert [(m["id"], m["rag"]) for m in models if m["type"] == "chat"] == [(name, uses_rag)]
+            assert client.get("/v1/info").json()["contestant"] == name
+            r = client.post("/v1/chat/completions", json={"model": name, "messages": [
+                {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
+                {"role": "user", "content": "How long is the Zorblax warranty?"}]})
+            assert r.status_code == 200, r.text
+            assert seen[-1][0]["role"] == "system" and len(seen[-1]) == 2  # the measured prompt, one question
+            assert "Zorblax" in seen[-1][-1]["content"]
