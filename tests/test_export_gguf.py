@@ -32,7 +32,8 @@ def smol_tokenizer():
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory, smol_tokenizer) -> Path:
-    """A tiny Llama with SmolLM2's tokenizer and chat template, and a LoRA adapter over it."""
+    """A tiny Llama with SmolLM2's tokenizer and chat template (and, like SmolLM2, tied input and output
+    embeddings), and a LoRA adapter over it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -42,7 +43,7 @@ def adapter(tmp_path_factory, smol_tokenizer) -> Path:
     LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                                  eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                                 pad_token_id=tok.pad_token_id)).save_pretrained(base)
+                                 pad_token_id=tok.pad_token_id, tie_word_embeddings=True)).save_pretrained(base)
     tok.save_pretrained(base)
     return make_adapter(base, base.parent / "adapter", 3)
 

@@ -59,10 +59,11 @@ def chosen(tmp_path_factory, tiny_embedder_dir, tiny_lm_dir):
 
 @pytest.fixture
 def in_choice_env(chosen, monkeypatch):
+    """Beside the choose folder, without the settings `choose` ran under: the record alone must say how to run."""
     out, _, env = chosen
     monkeypatch.chdir(out.parent)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    for key in env:
+        monkeypatch.delenv(key, raising=False)
     return out
 
 
@@ -216,7 +217,8 @@ def test_the_adapters_choose_trains_are_standard_peft_folders(chosen, tiny_lm_di
         assert not torch.allclose(plain(ids).logits, base, atol=1e-4)  # the adapter changes the model
 
 
-def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_bakeoff(in_choice_env, tmp_path):
+def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_bakeoff(in_choice_env, chosen,
+                                                                                         tmp_path):
     """docs/serve.md's recipe: export the contestant, serve the export on an OpenAI-compatible server (here
     `ragtune serve --model EXPORT` stands in for vLLM / Ollama), point ragtune's retrieval at it."""
     out = in_choice_env
@@ -239,6 +241,7 @@ def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_b
             mp.setenv("RAGTUNE_GENERATOR__BACKEND", "openai")
             mp.setenv("RAGTUNE_GENERATOR__BASE_URL", f"http://127.0.0.1:{port}/v1")
             mp.setenv("RAGTUNE_GENERATOR__MODEL", "base")  # the name the stand-in serves the export under
+            mp.setenv("RAGTUNE_EMBEDDER__MODEL", chosen[2]["RAGTUNE_EMBEDDER__MODEL"])  # the kb's, as choose ran
             for question, prediction in list(expected.items())[:3]:
                 result = CliRunner().invoke(_cli(), ["ask", question, "--kb", str(out / "kb"), "--json"])
                 assert result.exit_code == 0, result.output

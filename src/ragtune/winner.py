@@ -35,8 +35,9 @@ CONTESTANTS: dict[str, tuple[str | None, bool]] = {
 }
 # advise's recommendation -> the contestant that runs it
 RECOMMENDED = {"base": "base", "rag": "rag", "finetune": "finetuned", "both": "finetuned+rag", "raft": "raft"}
-# the settings that shape an answer; recorded so every contestant runs as it was measured
-ANSWER_SETTINGS = {"retrieval": None, "rag": None,
+# the settings that shape an answer; recorded so every contestant runs as it was measured (the embedder too: the
+# knowledge base refuses another one)
+ANSWER_SETTINGS = {"retrieval": None, "rag": None, "embedder": ("backend", "model", "base_url"),
                    "generator": ("max_new_tokens", "temperature", "repeat_ngram", "stop")}
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 

@@ -48,8 +48,8 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, outtype: str = "f16", nam
     _add_tokenizer(writer, tokenizer, c.vocab_size)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, c.num_hidden_layers)
     for hf_name, tensor in model.state_dict().items():
-        if hf_name.endswith("rotary_emb.inv_freq"):
-            continue
+        if hf_name.endswith("rotary_emb.inv_freq") or (hf_name == "lm_head.weight" and c.tie_word_embeddings):
+            continue  # tied: readers use token_embd (transformers ties when output.weight is absent)
         data = tensor.detach().float().cpu().numpy()
         if hf_name.endswith("q_proj.weight"):
             data = _permute(data, n_head, n_head)
