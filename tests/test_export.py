@@ -106,6 +106,7 @@ def test_refusals_are_one_line_and_leave_nothing_behind(choice, tmp_path, tiny_l
         (lambda: export(tmp_path / "busy", tmp_path / "o1"), "neither a `ragtune choose` output nor an adapter"),
         (lambda: export(choice, tmp_path / "busy"), "exists and is not empty; pick a new folder, or pass --force"),
         (lambda: export(choice, tmp_path / "o2", fmt="onnx"), "--format onnx: unknown"),
+        (lambda: export(choice, tmp_path / "o2", fmt="gguf", outtype="q4_k"), "--outtype q4_k: unknown"),
         (lambda: export(choice / "finetuned", tmp_path / "o3", contestant="raft"), "only for a `ragtune choose`"),
     ]
     for call, message in cases:

@@ -29,6 +29,10 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "hf", contestant: 
     """Export ``source`` (a `ragtune choose` folder or an adapter folder) to ``out``; returns ``out``."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")
+    from ragtune.export.gguf import OUTTYPES
+
+    if fmt == "gguf" and outtype not in OUTTYPES:  # before the minutes of merging, not after
+        raise InputError(f"--outtype {outtype}: unknown; choose from {', '.join(OUTTYPES)}")
     winner, results = resolve(Path(source), contestant)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
