@@ -138,15 +138,15 @@ def read_winner(folder: str | Path, contestant: str | None = None) -> Winner:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         head, adapters, settings = data["winner"], data.get("adapters", {}), data.get("settings", {})
-        recommended = head["contestant"]
+        recommended, verdict, base_model = head["contestant"], head["recommendation"], head["base_model"]
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as e:
         raise InputError(f"{path}: not a valid winner record ({e}); re-run `ragtune choose` to rewrite it") from None
     name = _contestant_name(contestant) if contestant else recommended
     model_dir, retrieves = CONTESTANTS[name]
     if model_dir is not None and model_dir not in adapters:
         raise InputError(f"--contestant {name}: not trained in {folder} (trained: "
-                         f"{', '.join(adapters) or 'none'}); pick another, or re-run `ragtune choose`")
-    winner = Winner(folder.resolve(), name, head["recommendation"], head["base_model"],
+                         f"{', '.join(adapters) or 'none'}); pick another contestant")
+    winner = Winner(folder.resolve(), name, verdict, base_model,
                     adapters[model_dir] if model_dir else None, (head.get("kb") or None) if retrieves else None,
                     dict(settings), head.get("instruction") or None,
                     head.get("why", "") if name == recommended else f"picked with --contestant (recommended: "
@@ -161,15 +161,15 @@ def check_files(winner: Winner) -> None:
     while adapter is not None:
         missing = [f for f in _ADAPTER_FILES if not (adapter / f).is_file()]
         if missing:
-            raise InputError(f"{adapter}: adapter files deleted ({', '.join(missing)} missing); re-run "
-                             "`ragtune choose` with the same --out to train it again")
+            raise InputError(f"{adapter}: adapter files deleted ({', '.join(missing)} missing); restore the "
+                             "folder from a copy, pick another --contestant, or run `ragtune choose` into a new --out")
         base = json.loads((adapter / _ADAPTER_FILES[0]).read_text(encoding="utf-8")).get("base_model_name_or_path")
         nxt = (adapter / base).resolve() if isinstance(base, str) and base.startswith(".") else None
         adapter = nxt if nxt is not None and nxt.is_relative_to(winner.folder) else None
     kb = winner.kb_path
     if kb is not None and not kb.is_dir():
-        raise InputError(f"{kb}: the knowledge base of {winner.folder} is gone; re-run `ragtune choose` with the "
-                         "same --out to index it again")
+        raise InputError(f"{kb}: the knowledge base of {winner.folder} is gone; restore it from a copy, or run "
+                         "`ragtune choose` into a new --out")
 
 
 def _key(key: str) -> str:
