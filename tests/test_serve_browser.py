@@ -73,3 +73,24 @@ def test_ask_compare_upload_in_the_browser(browser, tmp_path, tiny_embedder_dir)
         print(f"screenshot: {shot}")
         assert errors == []
         page.close()
+
+
+def test_the_page_says_which_contestant_answers(browser, tmp_path, tiny_embedder_dir):
+    """`serve --choice`: one configuration, named after the bake-off's contestant, and the page says so."""
+    from ragtune.winner import Winner
+
+    settings = make_settings(tiny_embedder_dir)
+    kb = make_kb(tmp_path / "kb", settings)
+    winner = Winner(tmp_path, "raft", "raft", "tiny", "raft", "kb", why="recommended: raft")
+    app = create_app(kb, base=CitingGenerator(), settings=settings, api_key="", winner=winner)
+    with live_server(app) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#configs input[value='raft']")
+        assert "answering as the bake-off's raft" in page.inner_text("#status")
+        assert page.locator("#configs input").count() == 1
+        page.fill("#question", "How long is the Zorblax warranty?")
+        page.click("#ask")
+        page.wait_for_selector(".answer[data-config='raft'].done", timeout=30_000)
+        card = page.locator(".answer[data-config='raft']")
+        assert card.locator(".badge").inner_text() == "RAG" and card.locator(".text").inner_text().endswith("[1]")

@@ -36,6 +36,7 @@ from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.metrics import normalize
 from ragtune.models.prompts import closed_book_messages
 from ragtune.types import Example
+from ragtune.winner import write_winner
 
 STAGES = ("index", "check", "split", "train_data", "tune", "finetune", "raft", "evaluate")  # the order of `run`
 REBUILT = ("split", "train_data")  # cheap, and later stages need them in memory: rebuilt on every run
@@ -330,6 +331,10 @@ class Choice:
         results = runner.evaluate(replace(self.qa, items=test, documents=[]), kb=kb,  # keeps the skipped lines
                                   model=self.model, finetuned=finetuned, raft=raft, out=self.out, settings=settings,
                                   seed=self.settings.choose.seed, annotate=advised)
+        advice = results["advice"]  # the winner, and how to run it, for `ask` / `serve --choice` and `export`
+        write_winner(self.out, recommendation=advice["recommendation"], best=results.get("best"),
+                     tied=advice.get("tied") or results.get("tied_with_best") or [], base_model=self.model,
+                     settings=settings, instruction=self.qa.system, kb=self.kb_dir.name)
         self.done("evaluate", best=results.get("best"), recommendation=results["advice"]["recommendation"],
                   scores={v: s["score"] for v, s in results["variants"].items()})
         return results

@@ -34,27 +34,42 @@ def ask(
     k: Optional[int] = typer.Option(None, "--k", "-k", help="Passages to retrieve (default: retrieval.k)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"answer": ..., "citations": [...]} only.'),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when it is complete."),
+    choice: Optional[Path] = typer.Option(None, "--choice", help="A `ragtune choose` folder: answer as its "
+                                          "winner, with the model, knowledge base and settings it was measured with."),
+    contestant: Optional[str] = typer.Option(None, "--contestant", help="With --choice: run this contestant "
+                                             "instead (base, rag, finetuned, finetuned+rag, raft)."),
 ) -> None:
     """Answer a question from your knowledge base, citing each passage it used by number."""
     from ragtune.config import load_settings
     from ragtune.errors import InputError
     from ragtune.index.stores import is_url
     from ragtune.rag import RAG
+    from ragtune.winner import from_choice
 
+    winner = from_choice(choice, contestant, kb=kb, model=model)
     if kb is not None and not is_url(kb) and not Path(kb).is_dir():
         raise InputError(f"--kb {kb}: no such knowledge-base folder; create it with: ragtune ingest PATH --kb {kb}")
-    kb_dir = kb if kb is not None else ("kb" if Path("kb").is_dir() else None)
-    settings = load_settings(kb_dir, overrides={"generator.model": model, "retrieval.k": k})
+    if winner is not None:
+        kb_dir: str | None = str(winner.kb_path) if winner.kb_path else None
+    else:
+        kb_dir = kb if kb is not None else ("kb" if Path("kb").is_dir() else None)
+    flags = {key: value for key, value in {"generator.model": model, "retrieval.k": k}.items() if value is not None}
+    settings = load_settings(kb_dir, overrides={**(winner.overrides() if winner else {}), **flags})
     knowledge_base = None
     if kb_dir is not None:
         from ragtune.index.knowledge_base import KnowledgeBase
 
         knowledge_base = KnowledgeBase(kb_dir, settings=settings)
-    elif not as_json:
+    elif not as_json and winner is None:
         _note("No knowledge base (--kb DIR, or a ./kb folder): answering closed-book from the model alone.")
-    rag = RAG(knowledge_base, settings=settings)
+    rag = RAG(knowledge_base, settings=settings, instruction=winner.instruction if winner else None)
+    if winner is not None and not as_json:
+        _note(f"Answering as {winner.contestant} from {choice} ({winner.why}).")
     if as_json:
-        print(json.dumps(rag.ask(question, k=k).to_json(), ensure_ascii=False, indent=2))
+        out = rag.ask(question, k=k).to_json()
+        if winner is not None:
+            out["contestant"] = winner.contestant
+        print(json.dumps(out, ensure_ascii=False, indent=2))
         return
     show_answer(rag, question, k=k, stream=not no_stream)
 

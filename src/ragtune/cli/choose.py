@@ -53,6 +53,12 @@ def choose_command(
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {out / 'index.html'}  results: {out / 'results.json'}  advice: {out / 'advice.json'}")
+    from ragtune.winner import read_winner, run_commands
+
+    winner = read_winner(out)
+    typer.secho(f"winner: {winner.contestant} ({winner.why}); recorded in {out / 'winner.toml'}", bold=True)
+    for line in run_commands(out):
+        typer.echo(f"  {line}")
 
 
 def register(app: typer.Typer) -> None:

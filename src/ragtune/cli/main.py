@@ -22,9 +22,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `ragtune --help` does not pay for torch; each module imports heavy code lazily.
-    from ragtune.cli import ask, choose, evaluate, finetune, kb, score, serve
+    from ragtune.cli import ask, choose, evaluate, export, finetune, kb, score, serve
 
-    for module in (kb, ask, finetune, evaluate, choose, score, serve):
+    for module in (kb, ask, finetune, evaluate, choose, score, serve, export):
         module.register(app)
 
 

@@ -33,18 +33,29 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     create_kb: bool = typer.Option(False, "--create-kb", help="Start with an empty knowledge base when --kb "
                                    "holds none yet (fill it by uploading)."),
+    choice: Optional[Path] = typer.Option(None, "--choice", help="A `ragtune choose` folder: serve its winner "
+                                          "alone, with the model, knowledge base and settings it was measured with."),
+    contestant: Optional[str] = typer.Option(None, "--contestant", help="With --choice: serve this contestant "
+                                             "instead (base, rag, finetuned, finetuned+rag, raft)."),
 ) -> None:
     """Serve RAG and your models over an OpenAI-compatible API, with a web page at http://HOST:PORT/."""
     from ragtune.config import load_settings
     from ragtune.serve.logs import setup_logging
     from ragtune.serve.security import api_key_from_env, check_bind
+    from ragtune.winner import from_choice
 
-    kb_dir = kb if kb is not None else ("kb" if (Path("kb") / "manifest.json").is_file() else None)
+    winner = from_choice(choice, contestant, kb=kb, model=model, finetuned=finetuned)
+    if winner is not None:
+        kb_dir: str | None = str(winner.kb_path) if winner.kb_path else None
+    else:
+        kb_dir = kb if kb is not None else ("kb" if (Path("kb") / "manifest.json").is_file() else None)
     if kb is not None and not create_kb and not is_url(kb):
         _check_kb(Path(kb))
-    settings = load_settings(kb_dir, overrides={
-        "generator.model": model, "serve.host": host, "serve.port": port,
-        "serve.finetuned": str(finetuned) if finetuned else None, "serve.report_dir": str(report) if report else None})
+    flags = {"generator.model": model, "serve.host": host, "serve.port": port,
+             "serve.finetuned": str(finetuned) if finetuned else None,
+             "serve.report_dir": str(report) if report else str(winner.folder) if winner else None}
+    settings = load_settings(kb_dir, overrides={**(winner.overrides() if winner else {}),
+                                                **{key: v for key, v in flags.items() if v is not None}})
     s = settings.serve
     api_key = api_key_from_env(s)
     check_bind(s.host, api_key, s)  # before loading anything: refuse early and clearly
@@ -63,7 +74,7 @@ def serve(
 
     log.info("loading models", extra={"base": settings.generator.model, "finetuned": s.finetuned})
     base = load_generator(settings.generator)
-    tuned = load_generator(settings.generator, model=s.finetuned) if s.finetuned else None
+    tuned = load_generator(settings.generator, model=s.finetuned) if s.finetuned and winner is None else None
 
     import uvicorn
 
@@ -72,7 +83,7 @@ def serve(
     # a database kb has no folder for uploaded files (a folder whose ragtune.toml sets store.url has)
     app = create_app(knowledge_base, base=base, finetuned=tuned, settings=settings,
                      kb_dir=getattr(knowledge_base, "path", None),
-                     report_dir=s.report_dir, api_key=api_key)
+                     report_dir=s.report_dir, api_key=api_key, winner=winner)
     shown = f"[{s.host}]" if ":" in s.host else s.host
     typer.secho(f"ragtune serving on http://{shown}:{s.port}/  (Ctrl+C stops after in-flight ingestion)",
                 fg="green", err=True)

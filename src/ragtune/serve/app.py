@@ -37,16 +37,19 @@ log = logging.getLogger("ragtune.serve")
 
 def create_app(kb: Any | None = None, *, base: Any | None = None, finetuned: Any | None = None,
                settings: Settings | None = None, kb_dir: str | Path | None = None,
-               report_dir: str | Path | None = None, api_key: str | None = None) -> FastAPI:
+               report_dir: str | Path | None = None, api_key: str | None = None,
+               winner: Any | None = None) -> FastAPI:
     """A ready app over a knowledge base (or none) and generators already loaded.
 
     ``api_key`` None reads it from the environment variable named by ``serve.api_key_env``;
-    ``report_dir`` None uses ``serve.report_dir``.
+    ``report_dir`` None uses ``serve.report_dir``; ``winner`` (a `ragtune.winner.Winner`, with ``base`` its
+    loaded model) serves that one bake-off contestant.
     """
     settings = settings or Settings()
     key = api_key if api_key is not None else api_key_from_env(settings.serve)
     state = build_state(settings, kb=kb, base=base, finetuned=finetuned, kb_dir=kb_dir,
-                        report_dir=report_dir if report_dir is not None else settings.serve.report_dir, api_key=key)
+                        report_dir=report_dir if report_dir is not None else settings.serve.report_dir, api_key=key,
+                        winner=winner)
     started = time.time()
 
     @asynccontextmanager
@@ -82,6 +85,7 @@ def create_app(kb: Any | None = None, *, base: Any | None = None, finetuned: Any
         return {"object": "ragtune.info", "version": _version(), "configurations": [
                     {"id": c.name, "rag": c.uses_rag, "description": c.description}
                     for c in state.configurations.values()],
+                "contestant": state.contestant,  # `serve --choice`: the bake-off contestant that answers
                 "kb": state.kb is not None, "embedder": getattr(state.embedder, "name", None),
                 "upload": {"max_mb": settings.serve.max_upload_mb, "types": settings.serve.upload_types},
                 "report": {"url": "/report/index.html", "updated": report.stat().st_mtime} if report else None}

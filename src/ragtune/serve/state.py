@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.generators import Generator
     from ragtune.serve.jobs import Ingestor
+    from ragtune.winner import Winner
 
 UPLOADS = "uploads"  # inside the kb folder; the only place uploads are written
 
@@ -57,6 +58,7 @@ class ServeState:
     api_key: str | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     ingestor: Ingestor | None = None  # started with the app
+    contestant: str | None = None  # `serve --choice`: the one bake-off contestant served
 
     # The kb routes run only when a knowledge base is served (kb_state checks it); these say so to the type checker.
     @property
@@ -85,14 +87,26 @@ class ServeState:
 
 def build_state(settings: Settings, *, kb: KnowledgeBase | None = None, base: Generator | None = None,
                 finetuned: Generator | None = None, kb_dir: str | Path | None = None,
-                report_dir: str | Path | None = None, api_key: str | None = None) -> ServeState:
-    """Name the configurations that the given knowledge base and generators make possible."""
+                report_dir: str | Path | None = None, api_key: str | None = None,
+                winner: Winner | None = None) -> ServeState:
+    """Name the configurations that the given knowledge base and generators make possible; with ``winner``
+    (`serve --choice`), only that contestant, answering with ``base`` (its model) as `choose` measured it."""
     if kb is not None and kb_dir is None:
         kb_dir = getattr(kb, "path", None) or getattr(kb, "root", None)
     kb_dir = Path(kb_dir) if kb is not None and kb_dir else None
     state = ServeState(settings=settings, kb=kb, kb_dir=kb_dir, api_key=api_key,
                        report_dir=Path(report_dir) if report_dir else None)
     concurrency = max(1, settings.serve.max_concurrent_generations)
+    if winner is not None and base is not None:  # `serve --choice`: exactly the contestant `choose` measured
+        role = "winner" if winner.recommended else "contestant"
+        state.contestant = winner.contestant
+        # an instruction (even "") makes a closed-book contestant answer the latest question with the prompt it
+        # was measured with, not continue the raw conversation
+        rag = RAG(kb if winner.retrieves else None, base, settings, instruction=winner.instruction or "")
+        state.configurations[winner.contestant] = Configuration(
+            winner.contestant, base, rag, f"the bake-off's {role} {winner.contestant} ({winner.why})",
+            asyncio.Semaphore(concurrency))
+        return state
     for label, generator in (("base", base), ("finetuned", finetuned)):
         if generator is None:
             continue

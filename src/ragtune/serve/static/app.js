@@ -55,7 +55,8 @@ async function load() {
     const health = await (await fetch("/healthz")).json();
     $("#key-box").hidden = !health.auth_required;
     const info = await api("/v1/info");
-    $("#status").textContent = `${info.configurations.length} configuration(s)` + (info.kb ? " · knowledge base" : "");
+    $("#status").textContent = (info.contestant ? `answering as the bake-off's ${info.contestant}`
+      : `${info.configurations.length} configuration(s)`) + (info.kb ? " · knowledge base" : "");
     $("#status").className = "pill ok";
     renderConfigs(info.configurations);
     $("#no-kb").hidden = info.kb;
@@ -70,8 +71,11 @@ async function load() {
   }
 }
 
+const usesRag = {};  // configuration id -> whether it answers from the knowledge base
+
 function renderConfigs(configs) {
   const box = $("#configs");
+  configs.forEach((c) => { usesRag[c.id] = c.rag; });
   box.querySelectorAll("label").forEach((l) => l.remove());
   const firstRag = configs.find((c) => c.rag) || configs[0];
   for (const c of configs) {
@@ -99,7 +103,7 @@ function newCard(config) {
   const card = $("#answer-template").content.firstElementChild.cloneNode(true);
   card.dataset.config = config;
   $(".name", card).textContent = config;
-  $(".badge", card).textContent = config.includes("rag") ? "RAG" : "model only";
+  $(".badge", card).textContent = (usesRag[config] ?? config.includes("rag")) ? "RAG" : "model only";
   $(".state", card).textContent = "waiting…";
   $("#answers").append(card);
   return card;
