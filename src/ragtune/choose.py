@@ -321,7 +321,10 @@ class Choice:
         """Every contestant on the held-out test part with the tuned settings, in one `evaluate` whose
         ``annotate`` hook adds `advise`'s verdict on that evidence and the constraints."""
         if not self.begin("evaluate"):
-            return json.loads((self.out / "results.json").read_text())
+            results = json.loads((self.out / "results.json").read_text())
+            if not (self.out / "winner.toml").is_file():  # a bake-off finished before choose recorded winners
+                self._record_winner(results, settings)
+            return results
 
         def advised(results: dict[str, Any]) -> None:
             advice = advise(self.constraints, results).to_json()
@@ -331,15 +334,19 @@ class Choice:
         results = runner.evaluate(replace(self.qa, items=test, documents=[]), kb=kb,  # keeps the skipped lines
                                   model=self.model, finetuned=finetuned, raft=raft, out=self.out, settings=settings,
                                   seed=self.settings.choose.seed, annotate=advised)
-        advice = results["advice"]  # the winner, and how to run it, for `ask` / `serve --choice` and `export`
-        write_winner(self.out, recommendation=advice["recommendation"], best=results.get("best"),
-                     tied=advice.get("tied") or results.get("tied_with_best") or [], base_model=self.model,
-                     settings=settings, instruction=self.qa.system, kb=self.kb_dir.name)
+        self._record_winner(results, settings)
         self.done("evaluate", best=results.get("best"), recommendation=results["advice"]["recommendation"],
                   scores={v: s["score"] for v, s in results["variants"].items()})
         return results
 
     # -- helpers ----------------------------------------------------------------------------------------------
+    def _record_winner(self, results: dict[str, Any], settings: Settings) -> None:
+        """winner.toml: the recommended contestant and how to run it (`ask` / `serve --choice`, `export`)."""
+        advice = results["advice"]
+        write_winner(self.out, recommendation=advice["recommendation"], best=results.get("best"),
+                     tied=advice.get("tied") or results.get("tied_with_best") or [], base_model=self.model,
+                     settings=settings, instruction=self.qa.system, kb=self.kb_dir.name)
+
     def _model_dir(self, name: str) -> Path | None:
         folder = self.out / name
         return folder if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file() else None
