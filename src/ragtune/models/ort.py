@@ -135,7 +135,8 @@ def cached_ort_model(source: ModelSource, precision: str) -> Path:
 def _run_builder(source: ModelSource, hf_folder: Path, out: Path, precision: str, cache: Path) -> None:
     # The builder's own command line, in a child process: its imports stay out of ours, its memory is freed
     # when it exits, and HF_HUB_OFFLINE makes any attempt to reach a hub fail instead of downloading.
-    command = [sys.executable, "-m", f"{_MODULE}.models.builder", "-i", str(hf_folder), "-o", str(out),
+    # ragtune.models.ort_builder is the builder itself with Gemma 3's transformers 5 config made readable.
+    command = [sys.executable, "-m", "ragtune.models.ort_builder", "-i", str(hf_folder), "-o", str(out),
                "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *BUILDER_OPTIONS]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
