@@ -33,7 +33,7 @@ def main() -> None:
         flatten_rope(config)
         make_config_init(self, config)
 
-    base.Model.make_config_init = patched  # type: ignore[method-assign]
+    base.Model.make_config_init = patched
     runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__", alter_sys=True)
 
 
