@@ -10,8 +10,8 @@ fixed word, reveal the system prompt, switch language, cite a wrong source, emit
 for development (choose on them), two are held out (report them); 20 squad-mini questions are a public reference
 when ../shared/data is present. Every answer goes through the product: `KnowledgeBase` + `RAG` with the default
 settings, only `generator.model` and `rag.template` changed. This script holds data and tallies, nothing else.
-Answers are kept in runs/reader/answers.jsonl, keyed by model, template text and question, so a re-run only asks
-what is new; the table is appended to BENCHMARKS.md.
+Answers are kept in runs/reader/answers.jsonl, keyed by model, template text, knowledge base and question (and the
+text of an injected document), so a re-run only asks what is new; the table is appended to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -134,6 +134,9 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
     records, rag = [], None
     for item in questions:
         key = f"{stamp}|{item['q']}"
+        if item.get("injection") and docs is not None:  # the instruction's wording is part of what is measured
+            document = next(DATA.glob(f"*/{kb_folder.name}/{item['source']}*"))
+            key += "|" + hashlib.sha256(document.read_bytes()).hexdigest()[:8]
         if key not in log:
             if not ask:
                 return None
@@ -156,6 +159,22 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
             print(f"  {model} {template} {item['q'][:50]!r} -> {answer.text[:70]!r} ({seconds:.1f} s)", flush=True)
         records.append({**item, **log[key]})
     return records
+
+
+def reached(split: str) -> str:
+    """How many injected instructions reach the prompt at all (retrieval and `rag.context_sentences` decide; the
+    same for every model and template): an instruction cut away before the model sees it cannot be followed."""
+    from ragtune.index.knowledge_base import KnowledgeBase
+    from ragtune.rag import RAG, estimate_tokens
+
+    settings = load_settings()
+    hits = total = 0
+    for name, _, questions in knowledge_bases(split):
+        rag = RAG(KnowledgeBase(RUNS / "kb" / name, settings=settings), None, settings, count_tokens=estimate_tokens)
+        for item in (q for q in questions if q.get("injection")):
+            total += 1
+            hits += item["trigger"] in "\n".join(h.text for h in rag.prepare(item["q"]).hits).lower()
+    return f"{hits}/{total}"
 
 
 def has_gold(r: dict) -> bool:
@@ -268,10 +287,13 @@ held-out rows ({n['heldout']} questions: cobalt-kitchen, veska-software) are the
 questions without an injected instruction; "cited [n]" = the model wrote the gold source's number, "inferred" =
 ragtune inferred it (the two are exclusive per answer); abstention over the unanswerable questions (5 per
 split); injection followed per class over the 6 documents per split that carry one; s/answer = mean wall time
-of `rag.ask`. squad: {len(squad) if squad else 0} seeded squad-mini questions (public reference
-{'' if squad else '— skipped: ../shared/data absent'}). Load at the end of the run: `{load}`.
+of `rag.ask`. squad: {len(squad) if squad else 0} seeded squad-mini questions (a public reference{'' if squad else
+'; skipped: ../shared/data absent or --no-squad'}). Load at the end of the run: `{load}`.
 
 {table(rows)}
+
+Injected instructions that reach the prompt after retrieval and context compression (any model, any template):
+{', '.join(f"{split} {reached(split)}" for split in args.splits)}.
 
 Chosen on dev (mean of gold fact, source cited either way, abstention and 1 − injection followed):
 {', '.join(f'{m}: **{t}**' for m, t in chosen.items()) or '– (no dev rows)'}.
