@@ -76,6 +76,8 @@ class OrtGenerator(LocalGenerator):
         self.model = og.Model(engine_config)
         config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
         self.context_length = int(config.get("context_length") or 0)
+        # Gemma 3's sliding-window layers need a KV cache at least one window long, whatever the reply's length
+        self.window = int((config["decoder"].get("sliding_window") or {}).get("window_size") or 0)
         eos = config.get("eos_token_id")
         super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          eos_ids=eos if isinstance(eos, list) else [eos], repeat_ngram=repeat_ngram, stop=stop)
@@ -84,7 +86,7 @@ class OrtGenerator(LocalGenerator):
         import numpy as np
         import onnxruntime_genai as og
 
-        length = len(prompt) + max_new_tokens
+        length = max(len(prompt) + max_new_tokens, self.window)  # the reply still stops at max_new_tokens
         if self.context_length:
             if len(prompt) >= self.context_length:
                 raise ModelError(f"model '{self.name}': the prompt has {len(prompt)} tokens, more than its context "
