@@ -98,8 +98,9 @@ def test_builder_failure_is_one_line_model_error_and_leaves_nothing(tiny_lm_dir,
         ort.cached_ort_model(resolve_model(str(tiny_lm_dir)), "fp32")
     assert "\n" not in str(info.value) and "NotImplementedError: not supported" in str(info.value)
     assert not list((tmp_path / "cache" / "models" / "onnx").iterdir())  # nothing half-built is left
-    # the builder is the engine's own command line, on the local folder, with the hub switched off
-    assert seen["command"][1:3] == ["-m", "onnxruntime_genai.models.builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
+    # the builder is the engine's own command line (behind ragtune's Gemma 3 config fix), on the local folder,
+    # with the hub switched off
+    assert seen["command"][1:3] == ["-m", "ragtune.models.ort_builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
     assert seen["env"]["HF_HUB_OFFLINE"] == "1"
 
 

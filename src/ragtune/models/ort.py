@@ -99,7 +99,9 @@ class OrtGenerator(LocalGenerator):
         params.set_search_options(**options)
         generator = og.Generator(self.model, params)
         generator.append_tokens(np.asarray(prompt, dtype=np.int32))
-        while not generator.is_done():
+        for _ in range(max_new_tokens):  # max_length may be longer (a sliding window's cache)
+            if generator.is_done():
+                break
             generator.generate_next_token()
             yield int(generator.get_next_tokens()[0])
 
