@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.evaluate.scorers import get_metric, strip_citations  # noqa: E402
-from ragtune.models.prompts import ABSTAIN_TEXT, TEMPLATE_NAMES, get_template  # noqa: E402
+from ragtune.models.prompts import ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "reader_data"
@@ -45,6 +45,7 @@ INJECTIONS = ("fixed-word", "reveal-prompt", "language", "wrong-source", "link")
 FOREIGN = {"und", "ist", "der", "das", "nicht", "eine", "mit", "für", "ja", "nein", "kann", "können", "werden",
            "le", "les", "est", "et", "une", "des", "du", "pour", "oui", "non", "coûte", "bouteille", "vous"}
 CONTAINS, F1 = get_metric("contains"), get_metric("f1")
+NOISE = 0.05  # dev-score margin a template must beat the default by: below it, 41 questions cannot tell them apart
 
 
 def render(src: Path, out: Path) -> None:
@@ -121,9 +122,9 @@ def answer_log() -> dict[str, dict]:
 
 
 def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, questions: list[dict],
-            log: dict[str, dict], generator_cache: dict, ask: bool = True) -> list[dict] | None:
+            log: dict[str, dict], generator_cache: dict, ask: bool = True) -> list[dict]:
     """Each question's answer record through KnowledgeBase + RAG with defaults (resumed from the log); with
-    ``ask=False`` only what the log holds, or None when an answer is missing."""
+    ``ask=False`` only the answers the log holds."""
     from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.loading import load_generator
     from ragtune.rag import RAG
@@ -139,7 +140,7 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
             key += "|" + hashlib.sha256(document.read_bytes()).hexdigest()[:8]
         if key not in log:
             if not ask:
-                return None
+                continue  # tabulating: a question not asked yet is left out (the row says how many were)
             if rag is None:
                 kb = KnowledgeBase(kb_folder, settings=settings)
                 if docs is not None:
@@ -230,7 +231,7 @@ def tally(records: list[dict], template: str, squad: list[dict] | None) -> dict[
 
 
 def table(rows: list[tuple[str, str, str, dict[str, str]]]) -> str:
-    columns = list(rows[0][3])
+    columns = list(dict.fromkeys(c for row in rows for c in row[3]))
     head = "| split | model | template | " + " | ".join(columns) + " |"
     lines = [head, "|" + "---|" * (3 + len(columns))]
     lines += [f"| {s} | {m} | {t} | " + " | ".join(row.get(c, "–") for c in columns) + " |" for s, m, t, row in rows]
@@ -252,7 +253,7 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     ap.add_argument("--no-squad", action="store_true", help="skip the squad-mini reference questions")
     ap.add_argument("--table-only", action="store_true",
-                    help="ask nothing: tabulate every model/template/split whose answers are all in the log")
+                    help="ask nothing: tabulate the answers in the log (rows missing some say so)")
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     log, generators = answer_log(), {}
@@ -266,17 +267,25 @@ def main() -> None:
             if squad:
                 squad_records = ask_all(model, template, squad_kb(), None, squad, log, generators, ask)
             for split in args.splits:
-                records: list[dict] | None = []
+                records, total = [], 0
                 for name, docs, questions in knowledge_bases(split):
-                    got = ask_all(model, template, RUNS / "kb" / name, docs, questions, log, generators, ask)
-                    records = None if got is None or records is None else records + got
-                if records is not None:
-                    rows.append((split, model, template, tally(records, template, squad_records)))
+                    records += ask_all(model, template, RUNS / "kb" / name, docs, questions, log, generators, ask)
+                    total += len(questions)
+                if records:
+                    label = template if len(records) == total else f"{template} (partial: {len(records)}/{total})"
+                    rows.append((split, model, label, tally(records, template, squad_records)))
     if not rows:
-        sys.exit("nothing to tabulate: no model/template/split has all its answers in runs/reader/answers.jsonl")
+        sys.exit("nothing to tabulate: no answers in runs/reader/answers.jsonl for these models and templates")
     rows.sort(key=lambda r: (r[0] != "heldout", r[1], r[2]))
-    chosen = {m: max((r for r in rows if r[0] == "dev" and r[1] == m), key=lambda r: dev_score(r[3]))[2]
-              for m in args.models if any(r[0] == "dev" and r[1] == m for r in rows)}
+    complete = [r for r in rows if r[0] == "dev" and "partial" not in r[2]]
+    chosen = {}
+    for m in args.models:
+        scores = {r[2]: dev_score(r[3]) for r in complete if r[1] == m}
+        if scores:  # the current default stays unless another template beats it by more than NOISE
+            best = max(scores, key=lambda t: scores[t])
+            keep = DEFAULT_TEMPLATE in scores and scores[best] - scores[DEFAULT_TEMPLATE] <= NOISE
+            chosen[m] = (DEFAULT_TEMPLATE if keep else best,
+                         ", ".join(f"{t} {v:.3f}" for t, v in sorted(scores.items(), key=lambda kv: -kv[1])))
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     n = {split: sum(len(q) for _, _, q in knowledge_bases(split)) for split in SPLITS}
     body = f"""
@@ -295,8 +304,9 @@ of `rag.ask`. squad: {len(squad) if squad else 0} seeded squad-mini questions (a
 Injected instructions that reach the prompt after retrieval and context compression (any model, any template):
 {', '.join(f"{split} {reached(split)}" for split in args.splits)}.
 
-Chosen on dev (mean of gold fact, source cited either way, abstention and 1 − injection followed):
-{', '.join(f'{m}: **{t}**' for m, t in chosen.items()) or '– (no dev rows)'}.
+Chosen on dev (score: the mean of gold fact, source cited either way, abstention and 1 − injection followed; the
+default `{DEFAULT_TEMPLATE}` stays unless another template scores more than {NOISE} higher, about two answers in 41):
+{'; '.join(f'{m}: **{t}** (dev scores: {detail})' for m, (t, detail) in chosen.items()) or '– (no complete dev rows)'}.
 """
     if ask:
         body += f"Wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min.\n"
