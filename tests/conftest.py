@@ -104,3 +104,27 @@ def pg_server():
 def pg_url(pg_server) -> str:
     """A fresh, empty database on the session's server."""
     return pg_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory) -> Path:
+    """A Gemma 3 causal-LM folder as the packaged GGUF converts to: a 2-layer random Gemma 3 (one sliding, one full
+    attention layer, each with its own RoPE theta; a window longer than a short prompt plus its reply, as Gemma's 512
+    is) whose tokenizer has Gemma's turn markers but no chat template."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-gemma")
+    tokenizer = AutoTokenizer.from_pretrained(_minilm_dir())
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(out)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=64,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=1024,
+                              eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+                              bos_token_id=tokenizer.cls_token_id)
+    Gemma3ForCausalLM(config).save_pretrained(out)
+    return out

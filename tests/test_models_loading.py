@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from ragtune.errors import ModelError
+from ragtune.models.backends import load_generator
 from ragtune.models.loading import FALLBACK_CHAT_TEMPLATE, load_model_and_tokenizer, resolve_model
 
 
@@ -112,3 +113,31 @@ def test_packaged_smollm2_converts_once_then_loads_from_cache():
     assert cached_gguf_conversion(source) == folder
     model, tokenizer = load_model_and_tokenizer("smollm2")
     assert model.config.model_type == "llama" and "<|im_start|>" in tokenizer.chat_template
+
+
+def test_gemma_tokenizer_without_template_gets_gemma_turns(tiny_gemma_dir):
+    from ragtune.models.loading import GEMMA_CHAT_TEMPLATE, turn_end_id
+    from ragtune.models.prompts import rag_messages
+    from ragtune.types import Hit
+
+    model, tokenizer = load_model_and_tokenizer(str(tiny_gemma_dir))
+    assert tokenizer.chat_template == GEMMA_CHAT_TEMPLATE
+    messages = rag_messages("Who founded it?", [Hit("Maren Oakhurst founded it in 1961.", "a.txt", 1.0)])
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # the system rules open the first user turn; the prompt ends where the model's turn begins
+    assert text.startswith("[CLS]<start_of_turn>user\n" + messages[0]["content"] + "\n\n")
+    assert text.endswith("Question: Who founded it?<end_of_turn>\n<start_of_turn>model\n")
+    assert "User:" not in text and "Assistant:" not in text
+    generator = load_generator(str(tiny_gemma_dir), backend="transformers", max_new_tokens=4)
+    end = turn_end_id(tokenizer)
+    assert end == tokenizer.convert_tokens_to_ids("<end_of_turn>") and end in generator.eos_ids
+    ids = generator.prompt_ids(messages)
+    assert ids[0] == tokenizer.cls_token_id and ids.count(end) == 1  # markers are single tokens, not text
+
+
+def test_a_tokenizer_without_turn_markers_keeps_the_fallback_and_no_extra_stop(tiny_lm_dir):
+    from ragtune.models.loading import turn_end_id
+
+    generator = load_generator(str(tiny_lm_dir), backend="transformers", max_new_tokens=4)
+    assert turn_end_id(generator.tokenizer) is None
+    assert generator.eos_ids == {generator.tokenizer.eos_token_id}

@@ -99,8 +99,9 @@ def test_builder_failure_is_one_line_model_error_and_leaves_nothing(tiny_lm_dir,
         ort.cached_ort_model(resolve_model(str(tiny_lm_dir)), "fp32")
     assert "\n" not in str(info.value) and "NotImplementedError: not supported" in str(info.value)
     assert not list((tmp_path / "cache" / "models" / "onnx").iterdir())  # nothing half-built is left
-    # the builder is the engine's own command line, on the local folder, with the hub switched off
-    assert seen["command"][1:3] == ["-m", "onnxruntime_genai.models.builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
+    # the builder is the engine's own command line (behind ragtune's Gemma 3 config fix), on the local folder,
+    # with the hub switched off
+    assert seen["command"][1:3] == ["-m", "ragtune.models.ort_builder"] and str(tiny_lm_dir.resolve()) in seen["command"]
     assert seen["env"]["HF_HUB_OFFLINE"] == "1"
 
 
@@ -173,3 +174,24 @@ def test_engine_runs_on_every_cpu_this_process_may_use(engine, monkeypatch):
     one = ort.OrtGenerator(engine.folder, engine.tokenizer, name="tiny", **FREE)
     assert overlays == [{"model": {"decoder": {"session_options": {"intra_op_num_threads": 1}}}}]
     assert _greedy(one) == _greedy(engine)  # one thread or several: the same greedy tokens
+
+
+def test_gemma3_rope_per_layer_type_is_flattened_for_the_builder():
+    from transformers import Gemma3TextConfig
+
+    from ragtune.models.ort_builder import flatten_rope
+
+    config = Gemma3TextConfig(num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"])
+    assert "rope_type" not in config.rope_parameters  # transformers 5's layout: the builder's KeyError
+    full, local = (config.rope_parameters[k]["rope_theta"] for k in ("full_attention", "sliding_attention"))
+    flatten_rope(config)
+    assert config.rope_theta == full and config.rope_local_base_freq == local and full != local
+    assert config.rope_parameters["rope_type"] == "default"
+
+
+def test_gemma3_compiles_on_the_engine_with_the_same_greedy_tokens(tiny_gemma_dir):
+    engine = load_generator(str(tiny_gemma_dir), backend="onnxruntime-genai", precision="fp32", **FREE)
+    reference = load_generator(str(tiny_gemma_dir), backend="transformers", **FREE)
+    assert isinstance(engine, ort.OrtGenerator)
+    assert engine.prompt_ids(MESSAGES) == reference.prompt_ids(MESSAGES)
+    assert _greedy(engine) == _greedy(reference)  # both RoPE thetas and the sliding window came through

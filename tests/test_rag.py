@@ -222,3 +222,35 @@ def test_instructions_inside_a_document_are_data_not_commands(tmp_path):
     answer = RAG(ListKB(hits), load_generator("smollm2", max_new_tokens=32)).ask("How long is the warranty?", k=1)
     assert "banana" not in answer.text.lower(), answer.text
     assert "30 months" in answer.text, answer.text
+
+
+@pytest.mark.parametrize("name", ["fenced", "unfenced", "plain", "sandwich"])
+def test_the_template_setting_reaches_the_prompt(name, tmp_path, monkeypatch):
+    import typing
+
+    from ragtune.config import RagSettings, load_settings
+    from ragtune.models.prompts import TEMPLATE_NAMES, TEMPLATES, rag_messages
+
+    assert TEMPLATE_NAMES == typing.get_args(RagSettings.model_fields["template"].annotation)  # one list of names
+    (tmp_path / "ragtune.toml").write_text(f'[rag]\ntemplate = "{name}"\ncontext_sentences = 0\n')
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    generator = ScriptedGenerator("30 months [1]")
+    answer = RAG(ListKB(HITS, settings), generator, settings).ask("How long is the warranty?", k=2)
+    system, user = generator.seen[0]
+    assert generator.seen[0] == rag_messages("How long is the warranty?", HITS[:2], template=name)
+    assert system["content"] == TEMPLATES[name].system
+    assert ("<passages>" in user["content"]) == (name == "fenced")
+    assert user["content"].count("How long is the warranty?") == (2 if name == "sandwich" else 1)
+    assert [c.source for c in answer.citations] == ["warranty.txt"]
+
+
+def test_an_unknown_template_is_a_config_error_naming_the_choices(monkeypatch):
+    from ragtune.errors import ConfigError
+
+    monkeypatch.setenv("RAGTUNE_RAG__TEMPLATE", "shouty")
+    with pytest.raises(ConfigError) as info:
+        from ragtune.config import load_settings
+
+        load_settings()
+    assert "rag.template" in str(info.value) and "'sandwich'" in str(info.value)

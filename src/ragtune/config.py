@@ -89,6 +89,8 @@ class RagSettings(Section):
     # keep only this many sentences of the retrieved passages, the most relevant to the question (0 = whole
     # passages); 3 lifts a small reader on dense prose (SQuAD), measured in docs/rag.md
     context_sentences: int = Field(3, ge=0)
+    # the prompt's layout, one of models/prompts.py's TEMPLATES (the same names); chosen by bench/reader.py
+    template: Literal["fenced", "unfenced", "plain", "sandwich"] = "fenced"
 
 
 # Adam moves every trainable weight by about the learning rate per step; these models' weights are

@@ -103,7 +103,8 @@ class RAG:
             hits = compress(question, hits, getattr(self.retriever, "embedder", None),
                             self.settings.rag.context_sentences)
         hits = self._fit_context(hits)
-        return Prepared(question, hits=hits, messages=rag_messages(question, hits, self.instruction))
+        return Prepared(question, hits=hits, messages=rag_messages(question, hits, self.instruction,
+                                                                     self.settings.rag.template))
 
     def prepare_chat(self, messages: list[Message], k: int | None = None,
                      where: dict[str, Any] | None = None) -> Prepared:

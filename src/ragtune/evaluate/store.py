@@ -27,7 +27,8 @@ def answer_setup(settings: Any, retrieval: bool, system: str | None = None, mode
         parts["weights"] = stamp
     if retrieval:
         sections = ("chunking", "embedder", "retrieval", "rag")
-        parts.update({name: getattr(settings, name).model_dump() for name in sections}, prompts=[prompts.RAG_SYSTEM])
+        parts.update({name: getattr(settings, name).model_dump() for name in sections},
+                     prompts=list(prompts.template_text(settings.rag.template)))
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

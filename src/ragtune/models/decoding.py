@@ -82,7 +82,9 @@ class LocalGenerator(Generator):
         self.name = name
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.eos_ids = {i for i in (*eos_ids, tokenizer.eos_token_id) if isinstance(i, int)}
+        from ragtune.models.loading import turn_end_id  # Gemma's <end_of_turn> ends a reply like end-of-sequence
+
+        self.eos_ids = {i for i in (*eos_ids, tokenizer.eos_token_id, turn_end_id(tokenizer)) if isinstance(i, int)}
         self.repeat_ngram = repeat_ngram
         self.stop = tuple(stop)  # texts that end a reply (not included), like the OpenAI API's "stop"
         # the latest reply: prompt_tokens, new_tokens (generated), kept_tokens (after a repetition cut), seconds,

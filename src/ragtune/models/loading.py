@@ -193,12 +193,35 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
+# Gemma's own turn markers, for a Gemma tokenizer that ships no template (the packaged GGUF of Gemma 3 270M): the
+# layout of Gemma 3's published template, the system message put at the top of the first user turn. Without it the
+# model read "User:/Assistant:" turns and echoed the passages back.
+TURN_START, TURN_END = "<start_of_turn>", "<end_of_turn>"
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\\n\\n' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for m in turns %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ prefix if loop.first else '' }}{{ m['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
 def ensure_chat_template(tokenizer: Any) -> None:
-    """Give a template-less tokenizer the fallback chat template, and a pad token."""
+    """Give a template-less tokenizer a chat template (Gemma's turn markers when its vocabulary has them, else
+    the fallback), and a pad token."""
     if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE if turn_end_id(tokenizer) is not None else FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
+
+
+def turn_end_id(tokenizer: Any) -> int | None:
+    """The id of Gemma's end-of-turn token when the tokenizer has both turn markers: a reply ends there too."""
+    vocab = tokenizer.get_vocab()
+    return vocab[TURN_END] if TURN_START in vocab and TURN_END in vocab else None
 
 
 def _torch_dtype(dtype: str, device: str) -> Any:

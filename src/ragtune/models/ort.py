@@ -76,6 +76,8 @@ class OrtGenerator(LocalGenerator):
         self.model = og.Model(engine_config)
         config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
         self.context_length = int(config.get("context_length") or 0)
+        # Gemma 3's sliding-window layers need a KV cache at least one window long, whatever the reply's length
+        self.window = int((config["decoder"].get("sliding_window") or {}).get("window_size") or 0)
         eos = config.get("eos_token_id")
         super().__init__(tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          eos_ids=eos if isinstance(eos, list) else [eos], repeat_ngram=repeat_ngram, stop=stop)
@@ -84,7 +86,7 @@ class OrtGenerator(LocalGenerator):
         import numpy as np
         import onnxruntime_genai as og
 
-        length = len(prompt) + max_new_tokens
+        length = max(len(prompt) + max_new_tokens, self.window)  # the reply still stops at max_new_tokens
         if self.context_length:  # a prompt over it was refused by LocalGenerator.stream
             length = min(length, self.context_length)
         params = og.GeneratorParams(self.model)
@@ -94,7 +96,9 @@ class OrtGenerator(LocalGenerator):
         params.set_search_options(**options)
         generator = og.Generator(self.model, params)
         generator.append_tokens(np.asarray(prompt, dtype=np.int32))
-        while not generator.is_done():
+        for _ in range(max_new_tokens):  # max_length may be longer (a sliding window's cache)
+            if generator.is_done():
+                break
             generator.generate_next_token()
             yield int(generator.get_next_tokens()[0])
 
@@ -132,7 +136,8 @@ def cached_ort_model(source: ModelSource, precision: str) -> Path:
 def _run_builder(source: ModelSource, hf_folder: Path, out: Path, precision: str, cache: Path) -> None:
     # The builder's own command line, in a child process: its imports stay out of ours, its memory is freed
     # when it exits, and HF_HUB_OFFLINE makes any attempt to reach a hub fail instead of downloading.
-    command = [sys.executable, "-m", f"{_MODULE}.models.builder", "-i", str(hf_folder), "-o", str(out),
+    # ragtune.models.ort_builder is the builder itself with Gemma 3's transformers 5 config made readable.
+    command = [sys.executable, "-m", "ragtune.models.ort_builder", "-i", str(hf_folder), "-o", str(out),
                "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *BUILDER_OPTIONS]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
