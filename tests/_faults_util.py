@@ -104,3 +104,18 @@ def run_in_mount_namespace(shell: str, script: str, timeout: float = 120) -> sub
     code = f"import sys; sys.path[:0] = [{str(REPO / 'src')!r}, {str(REPO / 'tests')!r}]\n" + script
     return subprocess.run(["unshare", "-m", "sh", "-ec", f'{shell}\nexec "$0" -c "$1"', sys.executable, code],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The real entry point (`ragtune ...`), in process: exit code, stdout and stderr."""
+    import pytest
+
+    from ragtune.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
+    if "--debug" not in args:
+        monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # whatever an earlier test left; restored afterwards
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err

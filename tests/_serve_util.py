@@ -103,3 +103,19 @@ def wait_for_jobs(client, job_ids: list[str], timeout: float = 60.0, headers=Non
         if time.monotonic() > deadline:
             pytest.fail(f"ingestion did not finish: {jobs}")
         time.sleep(0.1)
+
+
+def wait_for_server(proc, url: str, timeout: float = 180.0) -> None:
+    """Until a server process answers /healthz (bounded); its stderr when it died first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.3)

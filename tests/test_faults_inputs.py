@@ -4,13 +4,12 @@ ragtune.toml that is not UTF-8, `eval --kb` of a folder that holds no knowledge 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from _faults_util import HashEmbedder, make_kb, one_line
-from ragtune.cli.main import _register, app, main
+from _faults_util import HashEmbedder, make_kb, one_line, run_main
+from ragtune.cli.main import _register, app
 from ragtune.config import load_settings
 from ragtune.errors import ConfigError, InputError
 
@@ -18,17 +17,6 @@ from ragtune.errors import ConfigError, InputError
 def invoke(*args: str):
     _register()
     return CliRunner().invoke(app, list(args))
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point (`ragtune ...`), in process: exit code, stdout and stderr."""
-    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
-    if "--debug" not in args:
-        monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # whatever an earlier test left; restored afterwards
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])

@@ -11,23 +11,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from _faults_util import DOCS, HashEmbedder, make_kb, one_line, open_kb, settings
+from _faults_util import DOCS, HashEmbedder, make_kb, one_line, open_kb, run_main, settings
 from ragtune.cli.main import _register, app, main
 from ragtune.errors import ConfigError, StorageError
 from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.index.stores import redact
 
 SECRET = "s3cr3t-Pw"
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
-    if "--debug" not in args:
-        monkeypatch.setenv("RAGTUNE_DEBUG", "0")  # whatever an earlier test left; restored afterwards
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("conninfo", [f"host=db.example dbname=kb user=ann password={SECRET}",

@@ -8,11 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 
-from _serve_util import make_kb, make_settings
+from _serve_util import make_kb, make_settings, wait_for_server
 
 
 def free_port() -> int:
@@ -33,16 +32,7 @@ def test_serve_process_finishes_queued_ingestion_on_sigterm(tmp_path, tiny_embed
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
+        wait_for_server(proc, url, 120)
         assert httpx.get(url + "/healthz").json()["configurations"] == ["base", "rag"]
         files = [("file", (f"part{i}.txt", (f"The Hollin gauge reads {i} units. " * 400).encode(), "text/plain"))
                  for i in range(6)]

@@ -10,13 +10,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from _serve_util import wait_for_server
 from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.winner import CONTESTANTS, answer_settings, pick, read_winner, write_winner
@@ -180,7 +180,7 @@ def test_serve_choice_serves_the_contestant_alone_with_its_answers(in_choice_env
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(proc, url)
+        wait_for_server(proc, url)
         models = [m["id"] for m in httpx.get(url + "/v1/models").json()["data"] if m["type"] == "chat"]
         assert models == [winner.contestant]
         info = httpx.get(url + "/v1/info").json()
@@ -235,7 +235,7 @@ def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_b
                              "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait(proc, f"http://127.0.0.1:{port}")
+        wait_for_server(proc, f"http://127.0.0.1:{port}")
         expected = logged(out, "raft")
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("RAGTUNE_GENERATOR__BACKEND", "openai")
@@ -250,18 +250,6 @@ def test_an_exported_contestant_served_by_an_openai_endpoint_answers_as_in_the_b
         proc.terminate()
         proc.wait(timeout=60)
 
-
-def _wait(proc: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not come up"
-        time.sleep(0.3)
 
 
 def test_a_served_contestant_is_the_only_configuration(tmp_path, tiny_embedder_dir):
