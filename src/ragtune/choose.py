@@ -3,8 +3,9 @@
     results = Choice("qa.jsonl", out="choice").run(["docs/"])
     results["advice"]["recommendation"]
 
-index DOCS → check the questions → split them (seeded dev / test) → training data (the user's, the QA set's own
-train split, or synthesised from DOCS) → tune k and context compression on the dev part → fine-tune → RAFT →
+index DOCS (no QA file: questions synthesised from it, `synth_test`) → check the questions → split them
+(seeded dev / test; a small test part topped up with held-out synthetic questions) → training data (the user's,
+the QA set's own train split, or synthesised from the chunks no test question came from) → tune k and context compression on the dev part → fine-tune → RAFT →
 every contestant on the test part (`evaluate`, once, with `advise` as its ``annotate`` hook). `Choice.run` lists
 the stages in order; each is a plain method. The knowledge base, the settings and the data are handed from stage
 to stage as objects: the tuned settings go straight to RAFT and evaluation. Each finished stage is recorded in
@@ -213,14 +214,11 @@ class Choice:
         parts = split_questions(qa, self.settings)
         if not parts.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
-        added = [] if self.qa_path is None else top_up(self.kb, qa.items, len(parts.test), self.settings, qa.metric,
-                                                        max(answer_words(parts.dev or parts.test), 5))
+        unused = len(qa.items) - len(parts.dev) - len(parts.test) - len(parts.train)
+        added = [] if self.qa_path is None else top_up(self.kb, qa.items, parts.test, self.settings, qa.metric,
+                                                        max(answer_words(parts.dev or parts.test), 5), self.say)
         parts.test += added
         self.reserved = reserved(qa.items + added)
-        if added:
-            self.say(f"  test: {len(parts.test) - len(added)} of your questions + {len(added)} synthetic ones from "
-                     "chunks kept out of training synthesis (choose.synth_test; 0 turns this off)")
-        unused = len(qa.items) - len(parts.dev) - len(parts.test) - len(parts.train)
         self.done("split", dev=len(parts.dev), test=len(parts.test), seed=self.settings.choose.seed,
                   not_asked=unused, synthetic_test=len(added) if self.qa_path else len(parts.test))
         return parts

@@ -11,6 +11,7 @@ team's and the synthetic questions each on its own (`evaluate.scoring.by_group`)
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from ragtune.config import Settings
@@ -68,10 +69,15 @@ def reserved(items: list[QAItem]) -> set[str]:
     return {it.metadata["chunk_id"] for it in items if it.metadata.get("synthetic") and "chunk_id" in it.metadata}
 
 
-def top_up(kb: Any, team: list[QAItem], test: int, settings: Settings, metric: str, max_words: int) -> list[QAItem]:
-    """The synthetic questions to add to a team's test part of ``test`` questions (none when DOCS yields none)."""
-    n = wanted(test, settings.choose.synth_test)
-    return held_out(kb, n, settings, metric, max_words, {" ".join(it.question.lower().split()) for it in team})
+def top_up(kb: Any, team: list[QAItem], test: list[QAItem], settings: Settings, metric: str, max_words: int,
+           say: Callable[[str], None]) -> list[QAItem]:
+    """The synthetic questions to add to a team's ``test`` part (none when DOCS yields none), said."""
+    n = wanted(len(test), settings.choose.synth_test)
+    added = held_out(kb, n, settings, metric, max_words, {" ".join(it.question.lower().split()) for it in team})
+    if added:
+        say(f"  test: {len(test)} of your questions + {len(added)} synthetic ones from chunks kept out of training "
+            f"synthesis ({n} wanted; choose.synth_test, --synth-test 0 turns this off)")
+    return added
 
 
 def documents_only_tests(settings: Settings) -> int:
