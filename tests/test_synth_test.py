@@ -112,3 +112,13 @@ def test_low_reach_says_rag_is_limited_by_retrieval_and_names_the_levers():
     assert reach_note(low) is None  # half within reach: not limited
     untuned = {"variants": {"rag": {"reach": 0.3}}}
     assert "of the test questions" in (reach_note(untuned) or "")
+
+
+def test_the_console_says_when_retrieval_limits_rag_with_what_tuning_measured(bakeoff, trained, monkeypatch):  # noqa: F811
+    tmp, _ = bakeoff
+    monkeypatch.setattr("ragtune.evaluate.runner.reach", lambda records: 0.25)  # retrieval misses 3 answers in 4
+    result = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "low", "--synth-test", "0"])
+    assert result.exit_code == 0, result.output
+    assert "RAG is limited by retrieval here: at best 25% of the dev questions" in result.output
+    assert "embedder.model" in result.output and result.output.count("  tuned: k=") == 2  # choose.k = [2, 3]
+    assert "limited by retrieval" in (tmp / "low" / "index.html").read_text()

@@ -56,6 +56,10 @@ def choose_command(
     for warning in (unindexed_warning(results), reach_note(results)):
         if warning:
             typer.secho(warning, err=True, fg="yellow")
+    if reach_note(results):  # what tuning measured, as the report's table shows it
+        for t in results["choose"].get("tune", {}).get("trials", []):
+            typer.echo(f"  tuned: k={t['k']} context_sentences={t['context_sentences']} gate={t['min_relevance']}: "
+                       f"dev score {t['score']:.3f}, reach {t['reach']:.2f}", err=True)
     typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")
