@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ragtune.choose import Choice
 from ragtune.evaluate.report import _choice, reach_note
 from ragtune.synth_test import wanted
-from test_choose import _cli, bakeoff  # noqa: F401  (the fixture: 20 one-chunk documents, 20 questions)
+from test_choose import PLACES, _cli, bakeoff  # noqa: F401  (the fixture: 20 one-chunk documents, 20 questions)
 
 
 @pytest.fixture
@@ -122,3 +122,30 @@ def test_the_console_says_when_retrieval_limits_rag_with_what_tuning_measured(ba
     assert "RAG is limited by retrieval here: at best 25% of the dev questions" in result.output
     assert "embedder.model" in result.output and result.output.count("  tuned: k=") == 2  # choose.k = [2, 3]
     assert "limited by retrieval" in (tmp / "low" / "index.html").read_text()
+
+
+def test_with_synth_generator_llm_the_configured_model_writes_the_questions(monkeypatch):
+    """``choose.synth_generator = "llm"``: held-out questions come from the configured generator (an endpoint in
+    use; here a function answering JSON from the chunk), one per chunk, from half the chunks, labelled synthetic."""
+    from types import SimpleNamespace
+
+    from ragtune.config import Settings
+    from ragtune.synth_test import held_out, reserved
+    from ragtune.types import Chunk
+
+    chunks = [Chunk(f"c{i}", f"land{i}.txt", f"The capital of Land {i} is {p}.", 0) for i, p in enumerate(PLACES)]
+    kb = SimpleNamespace(store=SimpleNamespace(chunks=lambda: chunks))
+    asked: list[str] = []
+
+    def generate(messages, **_):
+        text = messages[-1]["content"].rsplit("\n", 1)[-1]
+        asked.append(text)
+        place = text.split()[-1][:-1]
+        return json.dumps({"question": f"{place[::-1]} reversed is?", "answer": place})  # not near-duplicates
+
+    monkeypatch.setattr("ragtune.models.backends.load_generator", lambda settings: generate)
+    settings = Settings.model_validate({"choose": {"synth_generator": "llm"}})
+    items = held_out(kb, 30, settings, "f1")
+    assert len(items) == 10 == len(asked) and all(it.metadata["kind"] == "llm" for it in items)
+    assert {it.answers[0] for it in items} <= set(PLACES) and len(reserved(items)) == 10
+    assert held_out(kb, 3, Settings(), "f1")[0].metadata["kind"] == "cloze"  # the default needs no model
