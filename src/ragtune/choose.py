@@ -3,8 +3,9 @@
     results = Choice("qa.jsonl", out="choice").run(["docs/"])
     results["advice"]["recommendation"]
 
-index DOCS → check the questions → split them (seeded dev / test) → training data (the user's, the QA set's own
-train split, or synthesised from DOCS) → tune k and context compression on the dev part → fine-tune → RAFT →
+index DOCS (no QA file: questions synthesised from it, `synth_test`) → check the questions → split them
+(seeded dev / test; a small test part topped up with held-out synthetic questions) → training data (the user's,
+the QA set's own train split, or synthesised from the chunks no test question came from) → tune k and context compression on the dev part → fine-tune → RAFT →
 every contestant on the test part (`evaluate`, once, with `advise` as its ``annotate`` hook). `Choice.run` lists
 the stages in order; each is a plain method. The knowledge base, the settings and the data are handed from stage
 to stage as objects: the tuned settings go straight to RAFT and evaluation. Each finished stage is recorded in
@@ -35,6 +36,7 @@ from ragtune.finetune import report
 from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.metrics import normalize
 from ragtune.models.prompts import closed_book_messages
+from ragtune.synth_test import documents_only_tests, documents_qa, generator_for, reserved, top_up
 from ragtune.types import Example
 from ragtune.winner import write_winner
 
@@ -115,11 +117,11 @@ class Choice:
     """One bake-off. `run` calls the stages in order, handing each what the earlier ones made; what each
     produced is recorded in ``self.state`` (and ``choose.json``)."""
 
-    def __init__(self, qa: str | Path, out: str | Path = "choice", *,
+    def __init__(self, qa: str | Path | None, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
                  say: Say = print, strict: bool = False, fields: dict[str, str] | None = None) -> None:
-        self.qa_path = Path(qa)
+        self.qa_path = Path(qa) if qa is not None else None  # None: documents only, questions from DOCS
         self.out = Path(out)
         self.train_path = Path(train) if train else None
         self.constraints = constraints or {}
@@ -134,7 +136,12 @@ class Choice:
         # before any work: an unknown metric name stops here; bad lines are left out and named (refused when
         # more than 20% are bad, or any under --strict)
         self.fields = fields  # --question-field / --answer-field, for the QA set and --train alike
-        self.qa = check_gold(load_qa(self.qa_path, metric=metric, fields=fields), strict=strict)
+        self.metric = metric
+        self.qa = (check_gold(load_qa(self.qa_path, metric=metric, fields=fields), strict=strict)
+                   if self.qa_path else QASet("synthetic from DOCS", [], metric=metric or "f1"))
+        self.reserved: set[str] = set()  # chunks synthetic test questions came from: no training synthesis there
+        if self.qa_path is None:
+            documents_only_tests(self.settings)  # --synth-test 0 and no QA file: refused before any work
         for line in skipped_lines(self.qa):
             say(line)
         self.kb_dir = self.out / "kb"
@@ -145,6 +152,8 @@ class Choice:
         """Every stage in order on DOCS, each handed what the earlier ones made; a stage that choose.json records
         as done is skipped and hands on what it made then. Returns the test run's results, with the advice."""
         kb = self.index([Path(d) for d in docs])
+        if self.qa_path is None:  # documents only: dev and test questions synthesised from DOCS
+            self.qa = documents_qa(kb, self.settings, self.metric)
         self.check(self.qa)
         parts = self.split(self.qa)
         examples = self.train_data(parts, kb)
@@ -207,8 +216,12 @@ class Choice:
         if not parts.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
         unused = len(qa.items) - len(parts.dev) - len(parts.test) - len(parts.train)
+        added = [] if self.qa_path is None else top_up(self.kb, qa.items, parts.test, self.settings, qa.metric,
+                                                        max(answer_words(parts.dev or parts.test), 5), self.say)
+        parts.test += added
+        self.reserved = reserved(qa.items + added)
         self.done("split", dev=len(parts.dev), test=len(parts.test), seed=self.settings.choose.seed,
-                  not_asked=unused)
+                  not_asked=unused, synthetic_test=len(added) if self.qa_path else len(parts.test))
         return parts
 
     def train_data(self, parts: Split, kb: KnowledgeBase) -> list[Example]:
@@ -224,7 +237,7 @@ class Choice:
             examples, origin = examples_from(parts.train, self.qa.system, "qa train split"), "qa train split"
         else:
             examples, dropped_long = self._synthesise(kb, parts.dev or parts.test)  # the dev answers' shape
-            origin = "synthetic (extractive, from DOCS)"
+            origin = f"synthetic ({self.settings.choose.synth_generator}, from DOCS)"
         test = {normalize(it.question) for it in parts.test}
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
@@ -371,7 +384,9 @@ class Choice:
         how many pairs were dropped as longer than the task's answers."""
         from ragtune.finetune.synth import kb_chunks, synthesize
 
-        pairs = synthesize(kb_chunks(kb), per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        chunks = [c for c in kb_chunks(kb) if c.id not in self.reserved]  # never a test question's chunk
+        pairs = synthesize(chunks, self.settings.choose.synth_generator, generator_for(self.settings),
+                           per_chunk=self.settings.choose.synth_per_chunk, progress=False)
         kept, limit = shaped(pairs, shape)
         if len(kept) < len(pairs):
             self.say(f"  {len(pairs) - len(kept)} of {len(pairs)} synthetic pairs dropped: answers longer than the "

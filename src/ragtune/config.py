@@ -158,6 +158,12 @@ class ChooseSettings(Section):
     k: list[int] = [3, 5]  # retrieval.k candidates
     context_sentences: list[int] = [0, 3]  # rag.context_sentences candidates (0 = whole passages)
     synth_per_chunk: int = Field(2, ge=1)  # synthesised training pairs per chunk when no training set is given
+    # synthetic test questions added, each from a chunk training synthesis never sees: None tops the test part
+    # up to 30 when DOCS can yield more (all 30 with no QA file), 0 adds none
+    synth_test: int | None = Field(None, ge=0)
+    # what writes synthetic questions and training pairs: extractive (no model) or llm (the [generator] model
+    # or endpoint, asked for JSON pairs grounded in each chunk)
+    synth_generator: Literal["extractive", "llm"] = "extractive"
     # a time budget: at most this many training examples (a seeded sample), for the adapter and RAFT alike;
     # squad-mini's paragraphs synthesise 1,912 pairs, 648 optimizer steps at 3 epochs
     max_train_examples: int = Field(256, ge=1)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 
 def choose_command(
     docs: Path = typer.Argument(..., help="documents (file or folder), or a SQuAD/APIBench-style QA folder"),
-    qa_file: Path = typer.Argument(..., help="the questions: JSONL, CSV, Parquet, a datasets folder, or a "
-                                   "SQuAD/APIBench-style folder"),
+    qa_file: Optional[Path] = typer.Argument(None, help="the questions: JSONL, CSV, Parquet, a datasets folder, "
+                                             "or a SQuAD/APIBench-style folder (none: questions from DOCS)"),
     train: Optional[Path] = typer.Option(None, "--train", help="training set (default: the QA set's train split, "
                                          "else pairs synthesised from DOCS)"),
     model: Optional[str] = typer.Option(None, "--model", help="base model (default: generator.model)"),
@@ -25,6 +25,10 @@ def choose_command(
     question_field: Optional[str] = typer.Option(None, "--question-field", help="the column holding the "
                                                  "question (CSV, Parquet, JSONL, datasets folders)"),
     answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the gold answer(s)"),
+    synth_test: Optional[int] = typer.Option(None, "--synth-test", min=0, help="synthetic test questions to add "
+                                             "from DOCS (default choose.synth_test: top up to 30; 0: none)"),
+    generator: Optional[str] = typer.Option(None, "--generator", help="what writes synthetic questions and "
+                                            "training pairs: extractive (no model) or llm (the [generator] model)"),
     strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
                                 "name them, refusing only when more than 20% are bad)"),
 ) -> None:
@@ -36,7 +40,9 @@ def choose_command(
     from ragtune.finetune.tables import column_map
 
     pairs = parse_assignments(set_)
-    overrides = {k: v for k, v in pairs.items() if "." in k}
+    overrides: dict[str, Any] = {k: v for k, v in pairs.items() if "." in k}
+    flags = {"choose.synth_test": synth_test, "choose.synth_generator": generator}
+    overrides.update({k: v for k, v in flags.items() if v is not None})  # unset: ragtune.toml decides
     given = read_answers(constraints) if constraints else {}
     given.update({k: v for k, v in pairs.items() if "." not in k})
     validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
@@ -45,10 +51,15 @@ def choose_command(
                     strict=strict, fields=column_map(question_field, answer_field))
     results = choice.run([docs])
     advice = results["advice"]
-    from ragtune.evaluate.report import unindexed_warning
+    from ragtune.evaluate.report import reach_note, unindexed_warning
 
-    if unindexed_warning(results):
-        typer.secho(unindexed_warning(results), err=True, fg="yellow")
+    for warning in (unindexed_warning(results), reach_note(results)):
+        if warning:
+            typer.secho(warning, err=True, fg="yellow")
+    if reach_note(results):  # what tuning measured, as the report's table shows it
+        for t in results["choose"].get("tune", {}).get("trials", []):
+            typer.echo(f"  tuned: k={t['k']} context_sentences={t['context_sentences']} gate={t['min_relevance']}: "
+                       f"dev score {t['score']:.3f}, reach {t['reach']:.2f}", err=True)
     typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
         typer.echo(f"  - {reason}")

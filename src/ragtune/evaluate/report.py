@@ -120,9 +120,10 @@ def render(results: dict, per_variant: dict[str, list[dict]], ranked: dict[str, 
              f"<code>{html.escape(str(results['models']['base']))}</code>, fine-tuned "
              f"<code>{html.escape(str(results['models']['finetuned']))}</code>. Best: <b>{_fmt(results.get('best'))}</b>"
              f"{'; tied with ' + ', '.join(results['tied_with_best']) if results.get('tied_with_best') else ''}.</p>",
-             _skipped(qa),
+             _synthetic(qa), _skipped(qa),
              "<h2>Quality</h2>", _table(["variant"] + metric_cols + ["95% CI", "groundedness", "self-cited", "abstained",
                                                                       "p50 s", "p95 s", "peak MiB"], rows),
+             *_groups(v, metric_cols),
              plots.get("quality", ""),
              "<h3>Pairwise (paired bootstrap; a tie when the CI of the difference contains 0)</h3>",
              _table(["a − b", "difference", "95% CI", "verdict"],
@@ -166,6 +167,46 @@ def unindexed_warning(results: dict[str, Any]) -> str | None:
             "path suffix); recall counts them as misses: check the names in gold_sources against `ragtune sources`")
 
 
+def reach_note(results: dict[str, Any]) -> str | None:
+    """When fewer than half the questions had their answer or gold source within the prompt (``reach``, in
+    every setting tuning tried, else RAG's on the test part): RAG is limited by retrieval, and the levers."""
+    trials = ((results.get("choose") or {}).get("tune") or {}).get("trials") or []
+    reaches, where = [t["reach"] for t in trials if t.get("reach") is not None], "dev questions in every setting tuned"
+    if not reaches:
+        rag = results.get("variants", {}).get("rag") or {}
+        reaches, where = ([rag["reach"]] if rag.get("reach") is not None else []), "test questions"
+    if not reaches or max(reaches) >= 0.5:
+        return None
+    return (f"RAG is limited by retrieval here: at best {max(reaches):.0%} of the {where} had their answer or "
+            "gold source within the prompt (reach). Levers: more passages (retrieval.k, choose.k candidates), "
+            "other chunks (chunking.chunk_tokens, chunking.overlap_tokens), a reranker (retrieval.rerank = true "
+            "with retrieval.reranker_model), another embedder (embedder.model).")
+
+
+def _synthetic(qa: dict) -> str:
+    """Where the questions came from, at the top: all synthesised from DOCS, or a top-up of the team's."""
+    if qa.get("synthetic"):
+        return ("<p class=bad><b>No QA file: every question here was synthesised from the documents</b> "
+                "(held-out chunks, never used for training synthesis). The verdict is on those questions: add "
+                "your own for one on your task.</p>")
+    if qa.get("n_synthetic"):
+        return (f"<p>{qa['n'] - qa['n_synthetic']} of your questions and {qa['n_synthetic']} synthesised from the "
+                "documents (chunks kept out of training synthesis); each group has its own table below.</p>")
+    return ""
+
+
+def _groups(variants: dict[str, Any], cols: list[str]) -> list[str]:
+    """The team's questions and the synthetic ones, each its own table (one evaluation, summarised per group)."""
+    parts = []
+    for group, title in (("team", "Your questions"), ("synthetic", "Synthetic questions (from the documents)")):
+        rows = [[n] + [s["groups"][group].get(m) for m in cols] + [_ci(s["groups"][group]["ci"]["score"])]
+                for n, s in variants.items() if s.get("groups")]
+        if rows:
+            n = next(s["groups"][group]["n"] for s in variants.values() if s.get("groups"))
+            parts += [f"<h3>{title}: {n}</h3>", _table(["variant"] + cols + ["95% CI"], rows)]
+    return parts
+
+
 def _skipped(qa: dict) -> str:
     """The QA lines left out (bad types, gold answers that cannot be scored), named at the top of the report."""
     skipped = qa.get("skipped") or []
@@ -200,6 +241,9 @@ def _choice(results: dict) -> list[str]:
               f"{sampled}"
               f"{' (synthetic: questions generated from the documents)' if data.get('synthetic') else ''}; "
               f"{data.get('dropped_as_test_questions', 0)} dropped for repeating a test question.</p>"]
+    note = reach_note(results)
+    if note:
+        parts.append(f"<p class=bad><b>{html.escape(note)}</b> What tuning measured:</p>")
     if tune.get("trials"):
         parts += [f"<p>{html.escape(tune.get('why', ''))}. Chosen: <code>{html.escape(str(tune.get('chosen')))}"
                   "</code>, saved to the knowledge base's ragtune.toml.</p>",

@@ -24,7 +24,7 @@ from ragtune.evaluate.gold import check_gold
 from ragtune.evaluate.qa import QAItem, QASet, load_qa, split_ids
 from ragtune.evaluate.resources import max_rss_mb, measure
 from ragtune.evaluate.run import EvalRun, RagFactory
-from ragtune.evaluate.scoring import generalisation, headline_key, reach, score, summarise
+from ragtune.evaluate.scoring import by_group, generalisation, headline_key, reach, score, summarise
 from ragtune.evaluate.store import PredictionLog, answer_setup, write_json
 from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, model_name
 from ragtune.finetune.report import training_cost
@@ -121,7 +121,7 @@ def record(run: EvalRun, variant: str, item: QAItem, answer: Answer, latency: fl
     rec = {"variant": variant, "model": model_name(run.models[VARIANTS[variant].model]), "setup": setup_hash,
            "id": item.id, "question": item.question, "answers": item.answers, "is_impossible": item.is_impossible,
            "gold_sources": item.gold_sources[:5], "prediction": answer.text, "latency_s": latency,
-           "seen": (item.id in run.seen) if run.seen else None,
+           "seen": (item.id in run.seen) if run.seen else None, "synthetic": bool(item.metadata.get("synthetic")),
            "scores": {**score(item, answer.text, answer.abstained, passages, run.qa.metric, judge=run.judge),
                       "self_cited": self_cited(answer, item)},
            "hits": [{"source": h.source, "text": h.text, "score": float(h.score)} for h in answer.hits]}
@@ -165,6 +165,9 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     summary["self_cited"] = sum(cited) / len(cited) if cited else None
     if VARIANTS[variant].retrieval:
         summary["reach"] = reach(records)
+    groups = by_group(records, run.qa.metric, seed=run.seed)
+    if groups:
+        summary["groups"] = groups
     if run.seen:
         summary["generalisation"] = generalisation(records, run.qa.metric)
     run.per_variant[variant] = records
@@ -179,7 +182,10 @@ def header(run: EvalRun, limit: int | None, split: str | None) -> dict[str, Any]
         "qa": {"name": run.qa.name, "n": len(run.qa.items), "metric": run.qa.metric, "limit": limit,
                "seed": run.seed, "split": split,
                "n_seen_in_training": sum(it.id in run.seen for it in run.qa.items) if run.seen else None,
-               "metric_reason": run.qa.metric_reason, "skipped": run.qa.skipped},
+               "metric_reason": run.qa.metric_reason, "skipped": run.qa.skipped,
+               # questions synthesised from DOCS (`choose`): all of them (no QA file given) or a top-up
+               "synthetic": bool(run.qa.items) and all(it.metadata.get("synthetic") for it in run.qa.items),
+               "n_synthetic": sum(bool(it.metadata.get("synthetic")) for it in run.qa.items)},
         "headline": headline_key(run.qa.metric),
         "models": {key: model_name(spec) if spec is not None else None for key, spec in run.models.items()},
         # the three short keys first (stable since schema 1), then every section as the run used it

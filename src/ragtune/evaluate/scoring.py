@@ -13,7 +13,7 @@ from ragtune import metrics as M
 from ragtune.evaluate.qa import QAItem
 from ragtune.evaluate.scorers import metric_score, strip_citations
 
-__all__ = ["ci_metrics", "generalisation", "headline_key", "quality", "reach", "score", "strip_citations",
+__all__ = ["by_group", "ci_metrics", "generalisation", "headline_key", "quality", "reach", "score", "strip_citations",
            "summarise"]
 
 # reported for every QA set, whatever its metric: the key in results -> the registered metric
@@ -102,6 +102,16 @@ def summarise(records: list[dict], metric: str, resamples: int = 1000, seed: int
     out["latency_s"] = {"p50": M.percentile(lat, 50), "p95": M.percentile(lat, 95),
                         "mean": sum(lat) / len(lat) if lat else None}
     return out
+
+
+def by_group(records: list[dict], metric: str, seed: int = 0) -> dict[str, Any] | None:
+    """The summary of the team's questions and of the synthetic ones (`choose` tops a small test part up with
+    questions synthesised from DOCS), each on its own; None unless both are present."""
+    groups = {"team": [r for r in records if not r.get("synthetic")],
+              "synthetic": [r for r in records if r.get("synthetic")]}
+    if not all(groups.values()):
+        return None
+    return {name: summarise(rs, metric, seed=seed) for name, rs in groups.items()}
 
 
 def generalisation(records: list[dict], metric: str) -> dict[str, Any] | None:
