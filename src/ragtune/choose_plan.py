@@ -1,0 +1,137 @@
+"""`ragtune choose --plan`: every check, and what a run would do and take, with nothing heavy run.
+
+The QA set, ``--train`` and the settings are checked as a real run checks them (`Choice.__init__`, before DOCS
+is indexed); the split is computed; DOCS is only walked (files and bytes counted, chunks estimated from bytes at
+about 4 characters a token), never read or embedded. Which stages a run would redo or reuse comes from the
+input fingerprints (`choose_inputs`).
+
+``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few
+chunk-sized texts (seconds per chunk), the generator answering once closed-book and once with a RAG-sized
+prompt (seconds per answer), and one RAG-sized prefill as a forward pass; a training step is taken as three
+forward passes (forward and backward) over a batch. Each stage scales these by its counts. Model loading,
+early stopping and I/O are not counted: read the figures as an order of magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.choose_inputs import files_manifest, stale
+from ragtune.choose_train import cap_note
+
+if TYPE_CHECKING:
+    from ragtune.choose import Choice
+
+CHARS_PER_TOKEN = 4
+SAMPLE_TEXTS = 8
+
+
+def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
+    """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
+    from ragtune.choose import STAGES, split_questions
+
+    s = choice.settings
+    for doc in docs:
+        if not doc.exists():
+            from ragtune.errors import InputError
+
+            raise InputError(f"{doc}: not found; DOCS are files or folders of documents, or a QA folder")
+    parts = split_questions(choice.qa, s, train_given=choice.train_path is not None)
+    files = list(files_manifest(docs))
+    size = sum(f[1] for f in files)
+    chunks = math.ceil(size / (max(s.chunking.chunk_tokens - s.chunking.overlap_tokens, 1) * CHARS_PER_TOKEN))
+    if choice.train_examples is not None:
+        origin, available = str(choice.train_path), len(choice.train_examples)
+    elif parts.train:
+        origin, available = "qa train split", len(parts.train)
+    else:
+        origin, available = "synthetic (extractive, from DOCS), estimated", chunks * s.choose.synth_per_chunk
+    budget = s.choose.max_train_examples
+    used = available if budget <= 0 else min(budget, available)
+    changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
+                          choice._training_from())
+    reuse = [st for st in STAGES if st in choice.state and st not in redo and not choice.fresh]
+    speed = measure(choice)
+    seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
+    whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
+    note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None)
+    return {
+        "questions": len(choice.qa.items), "dev": len(parts.dev), "test": len(parts.test),
+        "skipped": [{"line": b.get("line"), "reason": b.get("reason")} for b in choice.qa.skipped],
+        "metric": {"name": choice.qa.metric, "reason": choice.qa.metric_reason},
+        "train_examples": {"origin": origin, "used": used, "available": available,
+                           **({"note": note} if note else {})},
+        "docs": {"files": len(files), "bytes": size, "chunks_estimated": chunks},
+        "changed": changed, "stages": {st: "reuse" if st in reuse else "run" for st in STAGES},
+        "estimated_seconds": {st: round(v, 1) for st, v in seconds.items()
+                              if st not in reuse},
+        "measured": {k: round(v, 4) for k, v in speed.items()},
+    }
+
+
+def measure(choice: Choice) -> dict[str, float]:
+    """Seconds per embedded chunk, per closed-book and per RAG answer, and per RAG-sized forward pass."""
+    from ragtune.index.embedders import make_embedder
+    from ragtune.models.backends import load_generator
+
+    s = choice.settings
+    chunk = ("word " * s.chunking.chunk_tokens)[: s.chunking.chunk_tokens * CHARS_PER_TOKEN]
+    embed = make_embedder(s.embedder)
+    embed([chunk])  # the first call warms up
+    t = time.perf_counter()
+    embed([chunk] * SAMPLE_TEXTS)
+    per_chunk = (time.perf_counter() - t) / SAMPLE_TEXTS
+    gen = load_generator(s.generator.model_copy(update={"model": choice.model}))
+    question = [{"role": "user", "content": "What is the capital of the land described?"}]
+    rag = [{"role": "system", "content": " ".join([chunk] * s.retrieval.k)}] + question
+    cap = s.generator.max_new_tokens
+    gen(question, max_new_tokens=1)  # warm-up
+    timed = {}
+    for name, messages, tokens in (("closed", question, cap), ("rag", rag, cap), ("forward", rag, 1)):
+        t = time.perf_counter()
+        gen(messages, max_new_tokens=tokens)
+        timed[name] = time.perf_counter() - t
+    return {"embed_per_chunk": per_chunk, "answer_closed": timed["closed"], "answer_rag": timed["rag"],
+            "forward_rag": timed["forward"]}
+
+
+def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, examples: int) -> dict[str, float]:
+    """Seconds per stage from the measured speeds and the counts (see the module's note)."""
+    from ragtune.finetune.raft import epochs
+    from ragtune.finetune.train import plan_run
+
+    trials = len(s.choose.k) * len(s.choose.context_sentences) + (1 if s.rag.min_relevance > 0 else 0)
+    step = 3 * speed["forward_rag"] * s.finetune.batch_size * s.finetune.gradient_accumulation
+    train_n = max(examples - int(examples * s.finetune.validation_fraction), 1)
+    ft_steps = plan_run(train_n, s.finetune, 1).total
+    raft_steps = plan_run(train_n, s.finetune.model_copy(update={"epochs": epochs(s)}), 1).total
+    return {"index": chunks * speed["embed_per_chunk"], "check": 0.0, "split": 0.0,
+            "train_data": chunks * 0.001, "tune": trials * dev * speed["answer_rag"],
+            "finetune": ft_steps * step / 2,  # closed-book prompts are about half a RAG prompt's length or less
+            "raft": raft_steps * step,
+            "evaluate": test * (2 * speed["answer_closed"] + 3 * speed["answer_rag"])}
+
+
+def show(planned: dict[str, Any], as_json: bool) -> str:
+    """The plan as JSON, or as a few lines for a person."""
+    if as_json:
+        import json
+
+        return json.dumps(planned, indent=2)
+    data, metric, seconds = planned["train_examples"], planned["metric"], planned["estimated_seconds"]
+    lines = [f"questions: {planned['questions']} ({planned['dev']} dev, {planned['test']} test), "
+             f"{len(planned['skipped'])} lines skipped",
+             f"metric: {metric['name']} ({metric['reason']})",
+             f"training data: {data['origin']}, {data['used']} of {data['available']} rows",
+             f"DOCS: {planned['docs']['files']} files, {planned['docs']['bytes']} bytes, about "
+             f"{planned['docs']['chunks_estimated']} chunks"]
+    lines += [f"  {data['note']}"] if "note" in data else []
+    lines += [f"changed since the last run: {', '.join(planned['changed'])}"] if planned["changed"] else []
+    lines += [f"  {stage}: {what}" + (f", about {seconds[stage]:.0f} s" if stage in seconds else "")
+              for stage, what in planned["stages"].items()]
+    lines.append(f"estimated total: about {sum(seconds.values()) / 60:.0f} min (an estimate from a short "
+                 "measurement of this machine)")
+    return "\n".join(lines)
