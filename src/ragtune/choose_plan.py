@@ -31,7 +31,7 @@ SAMPLE_TEXTS = 8
 
 def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
     """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
-    from ragtune.choose import STAGES, split_questions
+    from ragtune.choose import REBUILT, STAGES, split_questions
 
     s = choice.settings
     for doc in docs:
@@ -53,7 +53,7 @@ def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
     used = available if budget <= 0 else min(budget, available)
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())
-    reuse = [st for st in STAGES if st in choice.state and st not in redo and not choice.fresh]
+    reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
     speed = measure(choice)
     seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
     whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
