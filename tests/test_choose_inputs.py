@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from ragtune.choose import Choice
@@ -17,7 +18,6 @@ from ragtune.errors import StorageError
 from ragtune.evaluate.qa import QAItem
 from ragtune.evaluate.store import PredictionLog
 from ragtune.index.writes import writer_lock
-from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 
 ALL = {stage: {} for stage in DEPENDS}
 

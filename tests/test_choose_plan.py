@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
+from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from ragtune.choose import STAGES, Choice
 from ragtune.index.knowledge_base import KnowledgeBase
-from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 
 
 def test_plan_checks_and_estimates_without_indexing_then_reports_what_a_rerun_reuses(bakeoff, monkeypatch):  # noqa: F811

@@ -26,6 +26,7 @@ from typing import Any
 
 from ragtune.advise import advise
 from ragtune.atomic import atomic_write_json
+from ragtune.choose_answers import answer_cap, shaped
 from ragtune.choose_inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
 from ragtune.choose_train import cap_note, capped, load_train
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
@@ -67,33 +68,11 @@ def split_questions(qa: QASet, settings: Settings, train_given: bool = False) ->
     return Split(items[:n_dev], items[n_dev:][:c.test_max])
 
 
-def answer_cap(items: list[QAItem]) -> int:
-    """``generator.max_new_tokens`` from the gold answers' length: room for the longest usual answer and a
-    citation, so short answers stop early and long ones are not cut (about 4 characters per token)."""
-    lengths = [len(a) // 4 + 1 for it in items for a in it.answers[:1]]
-    return max(24, min(256, round(1.5 * _p90(lengths, 64)) + 16))
-
-
 def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
     """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
     configured relevance gate."""
     return max(trials, key=lambda t: (round(t["score"], 6), round(t["reach"], 6), -t["k"],
                                       -(t["context_sentences"] or 99), t["min_relevance"] == gate))
-
-
-def answer_words(items: list[QAItem]) -> int:
-    """The length in words that 90% of the gold answers keep within (their first answer each)."""
-    return _p90([len(it.answers[0].split()) for it in items if it.answers], 0)
-
-
-def shaped(pairs: list[Any], items: list[QAItem], floor: int = 5) -> tuple[list[Any], int]:
-    """Synthetic pairs whose answers are no longer than the task's, and the limit: when 90% of the gold answers
-    keep within N words, pairs answering in more than max(N, floor) words (a whole sentence where the task wants
-    a span) are dropped, unless none would be left. A model trained on sentences answers in sentences, which a
-    span metric (token F1) scores low and the answer cap cuts before its citation."""
-    limit = max(answer_words(items), floor)
-    kept = [p for p in pairs if len(p.answer.split()) <= limit]
-    return kept or pairs, limit
 
 
 def with_values(settings: Settings, chosen: dict[str, Any]) -> Settings:
@@ -413,12 +392,6 @@ class Choice:
                      f"task's ({limit} words at most)")
         items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(kept)]
         return examples_from(items, self.qa.system, "synthetic"), len(pairs) - len(kept)
-
-
-def _p90(values: list[int], empty: int) -> int:
-    """The value 90% of ``values`` keep within (``empty`` when there are none)."""
-    ordered = sorted(values)
-    return ordered[int(0.9 * (len(ordered) - 1))] if ordered else empty
 
 
 def _question(example: Example) -> str:
