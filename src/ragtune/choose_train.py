@@ -50,7 +50,7 @@ def cap_note(used: int, available: int, seconds_all: float | None = None) -> str
     """One line saying the training data was cut, and what the whole of it would take (None when not cut)."""
     if used >= available:
         return None
-    whole = f"; all {available} would take about {seconds_all / 60:.0f} min per training" if seconds_all else (
+    whole = f"; all {available} would take about {seconds_all / 60:.0f} min of training" if seconds_all else (
         f"; all {available} would take about {available / used:.1f}x as long")
     return (f"training on {used} of {available} rows (choose.max_train_examples, a time budget){whole}; "
             "--train-all uses every row")
