@@ -33,7 +33,8 @@ SAMPLE_TEXTS = 8
 
 def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
     """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
-    from ragtune.choose import REBUILT, STAGES, split_questions
+    from ragtune.choose import REBUILT, STAGES, _is_qa_folder, split_questions
+    from ragtune.evaluate.qa import load_qa
 
     s = choice.settings
     for doc in docs:
@@ -44,7 +45,10 @@ def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
     parts = split_questions(choice.qa, s, train_given=choice.train_path is not None)
     files = list(files_manifest(docs))
     size = sum(f[1] for f in files)
-    chunks = math.ceil(size / (max(s.chunking.chunk_tokens - s.chunking.overlap_tokens, 1) * CHARS_PER_TOKEN))
+    per_chunk = max(s.chunking.chunk_tokens - s.chunking.overlap_tokens, 1) * CHARS_PER_TOKEN
+    qa_folders = [d for d in docs if d.is_dir() and _is_qa_folder(d)]  # their documents are records: count them
+    chunks = sum(math.ceil(len(doc.text) / per_chunk) for d in qa_folders for doc in load_qa(d).documents)
+    chunks += math.ceil(sum(f[1] for f in files_manifest([d for d in docs if d not in qa_folders])) / per_chunk)
     if choice.train_examples is not None:
         origin, available = str(choice.train_path), len(choice.train_examples)
     elif parts.train:
