@@ -133,7 +133,8 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     shutil.copytree(out / "raft", tmp / "moved" / "raft")
     shutil.copytree(out / "finetuned", tmp / "moved" / "finetuned")
     assert resolve_model(str(tmp / "moved" / "raft")).base == str(tmp / "moved" / "raft" / ".." / "finetuned")
-    again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice"])
+    again = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "choice", "--set",
+                                        "knowledge_change=daily"])  # the same inputs: every stage is reused
     assert again.exit_code == 0 and again.output.count("done earlier") == 6, again.output
 
 

@@ -27,6 +27,9 @@ from typing import Any
 
 from ragtune.advise import advise
 from ragtune.atomic import atomic_write_json
+from ragtune.choose_answers import answer_cap, answer_words, shaped
+from ragtune.choose_inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
+from ragtune.choose_train import cap_note, capped, load_train
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate import runner
@@ -52,12 +55,13 @@ class Split:
     train: list[QAItem] = field(default_factory=list)  # the QA set's own training split, when it has one
 
 
-def split_questions(qa: QASet, settings: Settings) -> Split:
+def split_questions(qa: QASet, settings: Settings, train_given: bool = False) -> Split:
     """The QA set's own splits when it declares them (train / validation / test), else a seeded cut of a small
-    dev part (for tuning) off the test part (for the verdict). Dev and test never share a question."""
+    dev part (for tuning) off the test part (for the verdict). Dev and test never share a question. With a
+    training file given (``train_given``), every question goes to dev and test, whatever split is declared."""
     c = settings.choose
     declared = {it.metadata.get("split") for it in qa.items} - {None}
-    if {"test"} <= declared:
+    if {"test"} <= declared and not train_given:
         by = {name: [it for it in qa.items if it.metadata.get("split") == name] for name in declared}
         dev = by.get("validation") or by.get("dev") or []
         return Split(dev[:c.dev_max], by["test"][:c.test_max], by.get("train", []))
@@ -67,33 +71,11 @@ def split_questions(qa: QASet, settings: Settings) -> Split:
     return Split(items[:n_dev], items[n_dev:][:c.test_max])
 
 
-def answer_cap(items: list[QAItem]) -> int:
-    """``generator.max_new_tokens`` from the gold answers' length: room for the longest usual answer and a
-    citation, so short answers stop early and long ones are not cut (about 4 characters per token)."""
-    lengths = [len(a) // 4 + 1 for it in items for a in it.answers[:1]]
-    return max(24, min(256, round(1.5 * _p90(lengths, 64)) + 16))
-
-
 def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
     """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
     configured relevance gate."""
     return max(trials, key=lambda t: (round(t["score"], 6), round(t["reach"], 6), -t["k"],
                                       -(t["context_sentences"] or 99), t["min_relevance"] == gate))
-
-
-def answer_words(items: list[QAItem]) -> int:
-    """The length in words that 90% of the gold answers keep within (their first answer each)."""
-    return _p90([len(it.answers[0].split()) for it in items if it.answers], 0)
-
-
-def shaped(pairs: list[Any], items: list[QAItem], floor: int = 5) -> tuple[list[Any], int]:
-    """Synthetic pairs whose answers are no longer than the task's, and the limit: when 90% of the gold answers
-    keep within N words, pairs answering in more than max(N, floor) words (a whole sentence where the task wants
-    a span) are dropped, unless none would be left. A model trained on sentences answers in sentences, which a
-    span metric (token F1) scores low and the answer cap cuts before its citation."""
-    limit = max(answer_words(items), floor)
-    kept = [p for p in pairs if len(p.answer.split()) <= limit]
-    return kept or pairs, limit
 
 
 def with_values(settings: Settings, chosen: dict[str, Any]) -> Settings:
@@ -120,7 +102,8 @@ class Choice:
     def __init__(self, qa: str | Path | None, out: str | Path = "choice", *,
                  train: str | Path | None = None, model: str | None = None, metric: str | None = None,
                  constraints: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 say: Say = print, strict: bool = False, fields: dict[str, str] | None = None) -> None:
+                 say: Say = print, strict: bool = False, fields: dict[str, str] | None = None,
+                 train_all: bool = False, fresh: bool = False) -> None:
         self.qa_path = Path(qa) if qa is not None else None  # None: documents only, questions from DOCS
         self.out = Path(out)
         self.train_path = Path(train) if train else None
@@ -129,7 +112,10 @@ class Choice:
         self.out.mkdir(parents=True, exist_ok=True)
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         # ragtune.toml of the working folder < RAGTUNE_* < the overrides; the kb's own file is only written
+        if train_all:  # every training row: no time budget
+            self.overrides["choose.max_train_examples"] = 0
         self.settings = load_settings(overrides=self.overrides)
+        self.fresh = fresh
         self.model = model or self.settings.generator.model
         self.state_path = self.out / "choose.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
@@ -144,6 +130,8 @@ class Choice:
             documents_only_tests(self.settings)  # --synth-test 0 and no QA file: refused before any work
         for line in skipped_lines(self.qa):
             say(line)
+        # --train is read and checked here too, before DOCS is indexed; rows lacking the task's instruction get it
+        self.train_examples = load_train(self.train_path, fields, self.qa.system) if self.train_path else None
         self.kb_dir = self.out / "kb"
         self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
         self._started = 0.0
@@ -151,7 +139,12 @@ class Choice:
     def run(self, docs: list[str | Path]) -> dict[str, Any]:
         """Every stage in order on DOCS, each handed what the earlier ones made; a stage that choose.json records
         as done is skipped and hands on what it made then. Returns the test run's results, with the advice."""
-        kb = self.index([Path(d) for d in docs])
+        with locked(self.out):
+            self.refresh([Path(d) for d in docs])
+            return self._stages([Path(d) for d in docs])
+
+    def _stages(self, docs: list[Path]) -> dict[str, Any]:
+        kb = self.index(docs)
         if self.qa_path is None:  # documents only: dev and test questions synthesised from DOCS
             self.qa = documents_qa(kb, self.settings, self.metric)
         self.check(self.qa)
@@ -163,6 +156,31 @@ class Choice:
         return self.evaluate(parts.test, kb, settings, finetuned, raft)
 
     # -- bookkeeping ------------------------------------------------------------------------------------------
+    def inputs(self, docs: list[Path]) -> dict[str, str]:
+        return fingerprints(docs, self.qa_path, self.train_path, self.settings, self.model, self.qa.metric,
+                            self.constraints)
+
+    def refresh(self, docs: list[Path]) -> None:
+        """Under the lock: --fresh starts over; else the recorded stages whose inputs changed are dropped, saying
+        which input changed and what is redone."""
+        if self.fresh:
+            fresh(self.out)
+            self.state = {}
+            self.say(f"--fresh: starting over in {self.out}")
+        new = self.inputs(docs)
+        changed, redo = stale(self.state.get("inputs", {}), new, self.state, self._training_from())
+        if redo:
+            self.say(f"{', '.join(LABEL[c] for c in changed)} changed: redoing {', '.join(redo)}")
+            drop(self.out, self.state, redo)
+        if "index" in redo or self.fresh:
+            self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
+        self.state["inputs"] = new
+        atomic_write_json(self.state_path, self.state)
+
+    def _training_from(self) -> set[str]:
+        declared = any(it.metadata.get("split") == "train" for it in self.qa.items)
+        return training_inputs(self.train_path, declared)
+
     def begin(self, stage: str) -> bool:
         """Announce a stage; False when choose.json records it done (the stage then hands on what it made).
         Split and training data are cheap and always rebuilt: later stages need them in memory."""
@@ -212,7 +230,7 @@ class Choice:
 
     def split(self, qa: QASet) -> Split:
         self.begin("split")
-        parts = split_questions(qa, self.settings)
+        parts = split_questions(qa, self.settings, train_given=self.train_path is not None)
         if not parts.test:
             raise InputError(f"{self.qa_path}: too few questions to hold some out for testing; give at least 10")
         unused = len(qa.items) - len(parts.dev) - len(parts.test) - len(parts.train)
@@ -229,10 +247,8 @@ class Choice:
         training question that is also a test question is dropped (no leakage into the verdict)."""
         self.begin("train_data")
         dropped_long = 0
-        if self.train_path is not None:
-            from ragtune.finetune.data import load_examples
-
-            examples, origin = load_examples(self.train_path, self.fields), str(self.train_path)
+        if self.train_examples is not None:
+            examples, origin = self.train_examples, str(self.train_path)
         elif parts.train:
             examples, origin = examples_from(parts.train, self.qa.system, "qa train split"), "qa train split"
         else:
@@ -242,12 +258,16 @@ class Choice:
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
             raise InputError(f"{origin}: no training example left that is not a test question")
-        budget = self.settings.choose.max_train_examples
-        chosen = kept
-        if len(kept) > budget:  # a seeded sample, in the original order, keeps training within its budget
-            sampled = random.Random(self.settings.choose.seed).sample(range(len(kept)), budget)
-            chosen = [kept[i] for i in sorted(sampled)]
-        self.done("train_data", origin=origin, examples=len(chosen), available=len(kept),
+        chosen = capped(kept, self.settings.choose.max_train_examples, self.settings.choose.seed)
+        if note := cap_note(len(chosen), len(kept)):
+            self.say(f"  {note}")
+        data = examples_digest(chosen)
+        if self.state.get("train_data", {}).get("digest", data) != data:  # other rows, however they came
+            redo = [s for s in ("finetune", "raft", "evaluate") if s in self.state]
+            if redo:
+                self.say(f"  training data changed: redoing {', '.join(redo)}")
+            drop(self.out, self.state, redo)
+        self.done("train_data", origin=origin, examples=len(chosen), available=len(kept), digest=data,
                   dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
                   dropped_as_longer_than_the_task=dropped_long)
         return chosen
@@ -393,12 +413,6 @@ class Choice:
                      f"task's ({limit} words at most)")
         items = [QAItem(f"synth-{i}", p.question, [p.answer], [p.source]) for i, p in enumerate(kept)]
         return examples_from(items, self.qa.system, "synthetic"), len(pairs) - len(kept)
-
-
-def _p90(values: list[int], empty: int) -> int:
-    """The value 90% of ``values`` keep within (``empty`` when there are none)."""
-    ordered = sorted(values)
-    return ordered[int(0.9 * (len(ordered) - 1))] if ordered else empty
 
 
 def _question(example: Example) -> str:

@@ -166,7 +166,7 @@ class ChooseSettings(Section):
     synth_generator: Literal["extractive", "llm"] = "extractive"
     # a time budget: at most this many training examples (a seeded sample), for the adapter and RAFT alike;
     # squad-mini's paragraphs synthesise 1,912 pairs, 648 optimizer steps at 3 epochs
-    max_train_examples: int = Field(256, ge=1)
+    max_train_examples: int = Field(256, ge=0)  # 0: no cap, every row (--train-all)
     # what RAFT trains from: the fine-tuned model (it keeps what that model recalls when retrieval misses the
     # answer) or the base model (RAFT as published)
     raft_from: Literal["finetuned", "base"] = "finetuned"

@@ -31,6 +31,13 @@ def choose_command(
                                             "training pairs: extractive (no model) or llm (the [generator] model)"),
     strict: bool = typer.Option(False, "--strict", help="refuse a QA set with any bad line (default: skip and "
                                 "name them, refusing only when more than 20% are bad)"),
+    plan: bool = typer.Option(False, "--plan", help="check everything and say what a run would do and take; "
+                              "runs nothing heavy (DOCS is counted, not indexed)"),
+    as_json: bool = typer.Option(False, "--json", help="with --plan: print the plan as JSON"),
+    fresh: bool = typer.Option(False, "--fresh", help="start over: remove what choose wrote in --out (never "
+                               "other files); default: redo only the stages whose inputs changed"),
+    train_all: bool = typer.Option(False, "--train-all", help="train on every row of the training data "
+                                   "(default: at most choose.max_train_examples, a seeded sample)"),
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
     from ragtune.advise import read_answers, validate
@@ -48,7 +55,13 @@ def choose_command(
     validate(given)  # a wrong constraint (knowledge_change=whenever) is one line, before any work
     choice = Choice(qa_file, out, train=train, model=model, metric=metric, constraints=given,
                     overrides=overrides, say=lambda line: typer.secho(line, bold=line.startswith("["), err=True),
-                    strict=strict, fields=column_map(question_field, answer_field))
+                    strict=strict, fields=column_map(question_field, answer_field), train_all=train_all,
+                    fresh=fresh)
+    if plan:
+        from ragtune.choose_plan import plan as planned, show
+
+        typer.echo(show(planned(choice, [docs]), as_json))
+        return
     results = choice.run([docs])
     advice = results["advice"]
     from ragtune.evaluate.report import reach_note, unindexed_warning

@@ -92,6 +92,10 @@ class PredictionLog:
         write_json(path, data)
 
     def append(self, rec: dict) -> None:
+        """Log an answer; one already logged for the same question, answers and setup is not written twice."""
+        logged = self._done.get(self._key(rec))
+        if logged is not None and logged.get("answers") == rec.get("answers"):
+            return
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self._done[self._key(rec)] = rec

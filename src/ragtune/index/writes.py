@@ -89,6 +89,15 @@ def _holder(f) -> str:
     return f"process {pid}" if pid.isdigit() else "another process"
 
 
+def holder(lock: Path) -> str:
+    """Who holds the lock file ``lock`` ("process PID"), for a caller that does not wait for it."""
+    try:
+        with open(lock) as f:
+            return _holder(f)
+    except OSError:
+        return "another process"
+
+
 @contextmanager
 def write_errors(folder: Path | str) -> Iterator[None]:
     """A write that fails for want of space or permission becomes one StorageError line; others pass."""

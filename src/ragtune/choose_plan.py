@@ -1,0 +1,145 @@
+"""`ragtune choose --plan`: every check, and what a run would do and take, with nothing heavy run.
+
+The QA set, ``--train`` and the settings are checked as a real run checks them (`Choice.__init__`, before DOCS
+is indexed); the split is computed; DOCS is only walked (files and bytes counted, chunks estimated from bytes at
+about 4 characters a token), never read or embedded. Which stages a run would redo or reuse comes from the
+input fingerprints (`choose_inputs`).
+
+``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few
+chunk-sized texts (seconds per chunk), the generator answering once closed-book (seconds per answer), and
+one forward pass (a prefill) of a ``finetune.max_seq_tokens`` prompt and of a RAG-sized prompt (k chunks); a
+RAG answer is the closed-book one plus that prefill, a training step three forward passes (forward and
+backward) per example of the batch. Each stage scales these by its counts. Model loading, early stopping and
+I/O are not counted, and batched training is faster per example than single passes, so training tends to be
+overstated (several times on a busy machine): read the figures as an order of magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.choose_inputs import files_manifest, stale
+from ragtune.choose_train import cap_note
+
+if TYPE_CHECKING:
+    from ragtune.choose import Choice
+
+CHARS_PER_TOKEN = 4
+SAMPLE_TEXTS = 8
+
+
+def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
+    """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
+    from ragtune.choose import REBUILT, STAGES, _is_qa_folder, split_questions
+    from ragtune.evaluate.qa import load_qa
+
+    s = choice.settings
+    for doc in docs:
+        if not doc.exists():
+            from ragtune.errors import InputError
+
+            raise InputError(f"{doc}: not found; DOCS are files or folders of documents, or a QA folder")
+    parts = split_questions(choice.qa, s, train_given=choice.train_path is not None)
+    files = list(files_manifest(docs))
+    size = sum(f[1] for f in files)
+    per_chunk = max(s.chunking.chunk_tokens - s.chunking.overlap_tokens, 1) * CHARS_PER_TOKEN
+    qa_folders = [d for d in docs if d.is_dir() and _is_qa_folder(d)]  # their documents are records: count them
+    chunks = sum(math.ceil(len(doc.text) / per_chunk) for d in qa_folders for doc in load_qa(d).documents)
+    chunks += math.ceil(sum(f[1] for f in files_manifest([d for d in docs if d not in qa_folders])) / per_chunk)
+    if choice.train_examples is not None:
+        origin, available = str(choice.train_path), len(choice.train_examples)
+    elif parts.train:
+        origin, available = "qa train split", len(parts.train)
+    else:
+        origin, available = "synthetic (extractive, from DOCS), estimated", chunks * s.choose.synth_per_chunk
+    budget = s.choose.max_train_examples
+    used = available if budget <= 0 else min(budget, available)
+    changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
+                          choice._training_from())
+    reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
+    speed = measure(choice)
+    seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
+    whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
+    note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None)
+    return {
+        "questions": len(choice.qa.items), "dev": len(parts.dev), "test": len(parts.test),
+        "skipped": [{"line": b.get("line"), "reason": b.get("reason")} for b in choice.qa.skipped],
+        "metric": {"name": choice.qa.metric, "reason": choice.qa.metric_reason},
+        "train_examples": {"origin": origin, "used": used, "available": available,
+                           **({"note": note} if note else {})},
+        "docs": {"files": len(files), "bytes": size, "chunks_estimated": chunks},
+        "changed": changed, "stages": {st: "reuse" if st in reuse else "run" for st in STAGES},
+        "estimated_seconds": {st: round(v, 1) for st, v in seconds.items()
+                              if st not in reuse},
+        "measured": {k: round(v, 4) for k, v in speed.items()},
+    }
+
+
+def measure(choice: Choice) -> dict[str, float]:
+    """Seconds per embedded chunk, per closed-book and per RAG answer, and per RAG-sized forward pass."""
+    from ragtune.index.embedders import make_embedder
+    from ragtune.models.backends import load_generator
+
+    s = choice.settings
+    chunk = ("word " * s.chunking.chunk_tokens)[: s.chunking.chunk_tokens * CHARS_PER_TOKEN]
+    embed = make_embedder(s.embedder)
+    embed([chunk])  # the first call warms up
+    t = time.perf_counter()
+    embed([chunk] * SAMPLE_TEXTS)
+    per_chunk = (time.perf_counter() - t) / SAMPLE_TEXTS
+    gen = load_generator(s.generator.model_copy(update={"model": choice.model}))
+    question = [{"role": "user", "content": "What is the capital of the land described?"}]
+    seq = ("word " * s.finetune.max_seq_tokens)[: s.finetune.max_seq_tokens * CHARS_PER_TOKEN]
+    rag = [{"role": "system", "content": " ".join([chunk] * s.retrieval.k)}] + question
+    gen(question, max_new_tokens=1)  # warm-up
+    timed = {}
+    for name, messages, tokens in (("closed", question, s.generator.max_new_tokens),
+                                   ("forward", [{"role": "user", "content": seq}], 1), ("forward_rag", rag, 1)):
+        t = time.perf_counter()
+        gen(messages, max_new_tokens=tokens)
+        timed[name] = time.perf_counter() - t
+    # a RAG answer: the closed-book answer's decoding plus the longer prompt's prefill
+    return {"embed_per_chunk": per_chunk, "answer_closed": timed["closed"],
+            "answer_rag": timed["closed"] + timed["forward_rag"], "forward": timed["forward"],
+            "forward_rag": timed["forward_rag"]}
+
+
+def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, examples: int) -> dict[str, float]:
+    """Seconds per stage from the measured speeds and the counts (see the module's note)."""
+    from ragtune.finetune.raft import epochs
+    from ragtune.finetune.train import plan_run
+
+    trials = len(s.choose.k) * len(s.choose.context_sentences) + (1 if s.rag.min_relevance > 0 else 0)
+    batch = 3 * s.finetune.batch_size * s.finetune.gradient_accumulation  # forward and backward, per example
+    train_n = max(examples - int(examples * s.finetune.validation_fraction), 1)
+    ft_steps = plan_run(train_n, s.finetune, 1).total
+    raft_steps = plan_run(train_n, s.finetune.model_copy(update={"epochs": epochs(s)}), 1).total
+    return {"index": chunks * speed["embed_per_chunk"], "check": 0.0, "split": 0.0,
+            "train_data": chunks * 0.001, "tune": trials * dev * speed["answer_rag"],
+            "finetune": ft_steps * batch * speed["forward"], "raft": raft_steps * batch * speed["forward_rag"],
+            "evaluate": test * (2 * speed["answer_closed"] + 3 * speed["answer_rag"])}
+
+
+def show(planned: dict[str, Any], as_json: bool) -> str:
+    """The plan as JSON, or as a few lines for a person."""
+    if as_json:
+        import json
+
+        return json.dumps(planned, indent=2)
+    data, metric, seconds = planned["train_examples"], planned["metric"], planned["estimated_seconds"]
+    lines = [f"questions: {planned['questions']} ({planned['dev']} dev, {planned['test']} test), "
+             f"{len(planned['skipped'])} lines skipped",
+             f"metric: {metric['name']} ({metric['reason']})",
+             f"training data: {data['origin']}, {data['used']} of {data['available']} rows",
+             f"DOCS: {planned['docs']['files']} files, {planned['docs']['bytes']} bytes, about "
+             f"{planned['docs']['chunks_estimated']} chunks"]
+    lines += [f"  {data['note']}"] if "note" in data else []
+    lines += [f"changed since the last run: {', '.join(planned['changed'])}"] if planned["changed"] else []
+    lines += [f"  {stage}: {what}" + (f", about {seconds[stage]:.0f} s" if stage in seconds else "")
+              for stage, what in planned["stages"].items()]
+    lines.append(f"estimated total: about {sum(seconds.values()) / 60:.0f} min (an estimate from a short "
+                 "measurement of this machine)")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""The team's training data in `ragtune choose`: loaded and checked before any work, asked in the contestant's
+prompt, and never cut silently.
+
+`load_train` reads ``--train`` (before DOCS is indexed) and gives rows that lack a system message the QA set's
+instruction, in exactly the prompt the fine-tuned contestant is asked with (`closed_book_messages`). `capped`
+applies ``choose.max_train_examples`` (0: no cap) as a seeded sample and says how many rows were used of how many.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from ragtune.models.prompts import closed_book_messages
+from ragtune.types import Example
+
+
+def with_instruction(examples: list[Example], instruction: str | None) -> list[Example]:
+    """Rows with a user turn and no system message get the task's instruction, as the contestant is asked;
+    rows that bring their own system message, and raw text, are kept as they are."""
+    if not instruction or not instruction.strip():
+        return examples
+    out = []
+    for e in examples:
+        msgs = e.messages
+        if msgs and msgs[0]["role"] == "user" and not any(m["role"] == "system" for m in msgs):
+            msgs = closed_book_messages(msgs[0]["content"], instruction) + list(msgs[1:])
+            e = replace(e, messages=msgs)
+        out.append(e)
+    return out
+
+
+def load_train(path: Path, fields: dict[str, str] | None, instruction: str | None) -> list[Example]:
+    """``--train``, checked row by row (an InputError names the first bad one), with the task's instruction."""
+    from ragtune.finetune.data import load_examples
+
+    return with_instruction(load_examples(path, fields), instruction)
+
+
+def capped(examples: list[Example], budget: int, seed: int) -> list[Example]:
+    """At most ``budget`` examples (0: all), a seeded sample kept in the original order."""
+    if budget <= 0 or len(examples) <= budget:
+        return examples
+    sampled = random.Random(seed).sample(range(len(examples)), budget)
+    return [examples[i] for i in sorted(sampled)]
+
+
+def cap_note(used: int, available: int, seconds_all: float | None = None) -> str | None:
+    """One line saying the training data was cut, and what the whole of it would take (None when not cut)."""
+    if used >= available:
+        return None
+    whole = f"; all {available} would take about {seconds_all / 60:.0f} min of training" if seconds_all else (
+        f"; all {available} would take about {available / used:.1f}x as long")
+    return (f"training on {used} of {available} rows (choose.max_train_examples, a time budget){whole}; "
+            "--train-all uses every row")
