@@ -12,7 +12,7 @@ from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from ragtune.choose import Choice
-from ragtune.choose_inputs import DEPENDS, drop, fingerprints, fresh, stale, training_inputs
+from ragtune.choose.inputs import DEPENDS, drop, fingerprints, fresh, stale, training_inputs
 from ragtune.config import Settings
 from ragtune.errors import StorageError
 from ragtune.evaluate.qa import QAItem

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ragtune.choose import Choice
-from ragtune.choose_train import cap_note, capped, with_instruction
+from ragtune.choose.train import cap_note, capped, with_instruction
 from ragtune.config import Settings
 from ragtune.rag import RAG
 from ragtune.types import Example

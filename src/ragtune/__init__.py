@@ -28,7 +28,7 @@ _PUBLIC = {
     "Citation": "ragtune.types",
     "Hit": "ragtune.types",
     "Document": "ragtune.types",
-    "Choice": "ragtune.choose",
+    "Choice": "ragtune.choose.recipe",
     "Chunk": "ragtune.types",
 }
 
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # for editors and type checkers
     from ragtune.advise import advise
-    from ragtune.choose import Choice
+    from ragtune.choose.recipe import Choice
     from ragtune.config import Settings, load_settings
     from ragtune.errors import RagtuneError
     from ragtune.evaluate.runner import evaluate

@@ -58,7 +58,8 @@ def choose_command(
                     strict=strict, fields=column_map(question_field, answer_field), train_all=train_all,
                     fresh=fresh)
     if plan:
-        from ragtune.choose_plan import plan as planned, show
+        from ragtune.choose.plan import plan as planned
+        from ragtune.choose.plan import show
 
         typer.echo(show(planned(choice, [docs]), as_json))
         return

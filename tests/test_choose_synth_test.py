@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.choose import Choice
+from ragtune.choose.synth_test import wanted
 from ragtune.evaluate.report import _choice, reach_note
-from ragtune.synth_test import wanted
 from test_choose import PLACES, _cli, bakeoff  # noqa: F401  (the fixture: 20 one-chunk documents, 20 questions)
 
 
@@ -129,8 +129,8 @@ def test_with_synth_generator_llm_the_configured_model_writes_the_questions(monk
     use; here a function answering JSON from the chunk), one per chunk, from half the chunks, labelled synthetic."""
     from types import SimpleNamespace
 
+    from ragtune.choose.synth_test import held_out, reserved
     from ragtune.config import Settings
-    from ragtune.synth_test import held_out, reserved
     from ragtune.types import Chunk
 
     chunks = [Chunk(f"c{i}", f"land{i}.txt", f"The capital of Land {i} is {p}.", 0) for i, p in enumerate(PLACES)]

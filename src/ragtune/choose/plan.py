@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.choose_inputs import files_manifest, stale
-from ragtune.choose_train import cap_note
+from ragtune.choose.inputs import files_manifest, stale
+from ragtune.choose.train import cap_note
 
 if TYPE_CHECKING:
-    from ragtune.choose import Choice
+    from ragtune.choose.recipe import Choice
 
 CHARS_PER_TOKEN = 4
 SAMPLE_TEXTS = 8
@@ -33,7 +33,8 @@ SAMPLE_TEXTS = 8
 
 def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
     """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
-    from ragtune.choose import REBUILT, STAGES, _is_qa_folder, split_questions
+    from ragtune.choose.parts import split_questions
+    from ragtune.choose.recipe import REBUILT, STAGES, _is_qa_folder
     from ragtune.evaluate.qa import load_qa
 
     s = choice.settings

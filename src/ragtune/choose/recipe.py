@@ -18,18 +18,19 @@ never reads that file back.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ragtune.advise import advise
 from ragtune.atomic import atomic_write_json
-from ragtune.choose_answers import answer_cap, answer_words, shaped
-from ragtune.choose_inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
-from ragtune.choose_train import cap_note, capped, load_train
+from ragtune.choose.answers import answer_cap, answer_words, shaped
+from ragtune.choose.inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
+from ragtune.choose.parts import Split, best_trial, examples_from, split_questions, with_values
+from ragtune.choose.synth_test import documents_only_tests, documents_qa, generator_for, reserved, top_up
+from ragtune.choose.train import cap_note, capped, load_train
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate import runner
@@ -38,61 +39,12 @@ from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa, skipped_l
 from ragtune.finetune import report
 from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.metrics import normalize
-from ragtune.models.prompts import closed_book_messages
-from ragtune.synth_test import documents_only_tests, documents_qa, generator_for, reserved, top_up
 from ragtune.types import Example
 from ragtune.winner import write_winner
 
 STAGES = ("index", "check", "split", "train_data", "tune", "finetune", "raft", "evaluate")  # the order of `run`
 REBUILT = ("split", "train_data")  # cheap, and later stages need them in memory: rebuilt on every run
 Say = Callable[[str], None]
-
-
-@dataclass
-class Split:
-    dev: list[QAItem]
-    test: list[QAItem]
-    train: list[QAItem] = field(default_factory=list)  # the QA set's own training split, when it has one
-
-
-def split_questions(qa: QASet, settings: Settings, train_given: bool = False) -> Split:
-    """The QA set's own splits when it declares them (train / validation / test), else a seeded cut of a small
-    dev part (for tuning) off the test part (for the verdict). Dev and test never share a question. With a
-    training file given (``train_given``), every question goes to dev and test, whatever split is declared."""
-    c = settings.choose
-    declared = {it.metadata.get("split") for it in qa.items} - {None}
-    if {"test"} <= declared and not train_given:
-        by = {name: [it for it in qa.items if it.metadata.get("split") == name] for name in declared}
-        dev = by.get("validation") or by.get("dev") or []
-        return Split(dev[:c.dev_max], by["test"][:c.test_max], by.get("train", []))
-    items = list(qa.items)
-    random.Random(c.seed).shuffle(items)
-    n_dev = min(max(round(len(items) * c.dev_fraction), c.dev_min), c.dev_max, len(items) // 3)
-    return Split(items[:n_dev], items[n_dev:][:c.test_max])
-
-
-def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
-    """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
-    configured relevance gate."""
-    return max(trials, key=lambda t: (round(t["score"], 6), round(t["reach"], 6), -t["k"],
-                                      -(t["context_sentences"] or 99), t["min_relevance"] == gate))
-
-
-def with_values(settings: Settings, chosen: dict[str, Any]) -> Settings:
-    """``settings`` with the values tuning chose (dotted keys, as choose.json records them)."""
-    out = settings.model_copy(deep=True)
-    for key, value in chosen.items():
-        section, name = key.split(".")
-        setattr(getattr(out, section), name, value)
-    return out
-
-
-def examples_from(items: list[QAItem], instruction: str | None, source: str) -> list[Example]:
-    """Closed-book training examples in the exact prompt the fine-tuned model will be asked with."""
-    return [Example(messages=closed_book_messages(it.question, instruction)
-                    + [{"role": "assistant", "content": it.answers[0]}], source=source, line=i + 1,
-                    gold_source=it.gold_sources[0] if it.gold_sources else None)
-            for i, it in enumerate(items) if it.answers and not it.is_impossible]
 
 
 class Choice:
