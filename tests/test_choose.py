@@ -112,6 +112,11 @@ def test_choose_runs_every_stage_writes_its_files_and_resumes(bakeoff, monkeypat
     assert [(t["k"], t["context_sentences"], t["min_relevance"]) for t in trials[:2]] == [(2, 0, 0.25), (3, 0, 0.25)]
     assert trials[2]["min_relevance"] == 0.0 and (trials[2]["k"], trials[2]["context_sentences"]) in [(2, 0), (3, 0)]
     assert all(0.0 <= t["reach"] <= 1.0 for t in trials) and (out / "tune" / f"k{trials[2]['k']}-s0-ungated").is_dir()
+    # the prompt template is tuned too: each other template once, at the best retrieval found before it
+    assert [t["template"] for t in trials] == ["fenced"] * 3 + ["unfenced", "plain", "sandwich"]
+    assert len({(t["k"], t["context_sentences"], t["min_relevance"]) for t in trials[3:]}) == 1
+    assert f'template = "{choose["tune"]["chosen"]["rag.template"]}"' in (out / "kb" / "ragtune.toml").read_text()
+    assert results["settings"]["rag"]["template"] == choose["tune"]["chosen"]["rag.template"]
     chosen = choose["tune"]["chosen"]
     toml = (out / "kb" / "ragtune.toml").read_text()
     assert f"k = {chosen['retrieval.k']}" in toml and "max_new_tokens = 24" in toml
@@ -209,3 +214,12 @@ def test_a_one_question_set_skips_tuning_with_a_reason_not_a_key_error(tmp_path)
     tune = choice.state["tune"]
     assert tune["dev_questions"] == 0 and tune["trials"] == [] and "configured settings are used" in tune["why"]
     assert settings.retrieval.k == choice.settings.retrieval.k
+
+
+def test_a_tie_keeps_the_configured_template_and_a_better_one_wins():
+    trial = {"k": 3, "context_sentences": 3, "min_relevance": 0.25, "score": 0.5, "reach": 0.8}
+    tied = [{**trial, "template": "sandwich"}, {**trial, "template": "plain"}]
+    assert best_trial(tied, 0.25, "plain")["template"] == "plain"
+    assert best_trial(tied, 0.25, "sandwich")["template"] == "sandwich"
+    better = [{**trial, "template": "fenced"}, {**trial, "template": "sandwich", "score": 0.6}]
+    assert best_trial(better, 0.25, "fenced")["template"] == "sandwich"

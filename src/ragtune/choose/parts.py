@@ -36,11 +36,12 @@ def split_questions(qa: QASet, settings: Settings, train_given: bool = False) ->
     return Split(items[:n_dev], items[n_dev:][:c.test_max])
 
 
-def best_trial(trials: list[dict[str, Any]], gate: float) -> dict[str, Any]:
+def best_trial(trials: list[dict[str, Any]], gate: float, template: str = "fenced") -> dict[str, Any]:
     """The best headline score; on a tie, more answers within reach, then fewer and shorter passages, then the
-    configured relevance gate."""
+    configured relevance gate, then the configured prompt template."""
     return max(trials, key=lambda t: (round(t["score"], 6), round(t["reach"], 6), -t["k"],
-                                      -(t["context_sentences"] or 99), t["min_relevance"] == gate))
+                                      -(t["context_sentences"] or 99), t["min_relevance"] == gate,
+                                      t.get("template", template) == template))
 
 
 def with_values(settings: Settings, chosen: dict[str, Any]) -> Settings:

@@ -226,9 +226,10 @@ class Choice:
 
     def tune(self, parts: Split, kb: KnowledgeBase) -> Settings:
         """A small declared search on the dev part: every (k, context_sentences) candidate answers the dev
-        questions with RAG; then, at the best of them, the same with the relevance gate off (never abstain).
-        The best headline score wins; ties go to the setting that keeps more answers within the prompt's reach
-        (`reach`), then to the shorter prompt and the default gate. Returns the settings with the values chosen."""
+        questions with RAG; then, at the best of them, the same with the relevance gate off (never abstain), and
+        with each other prompt template (`choose.templates`). The best headline score wins; ties go to the
+        setting that keeps more answers within the prompt's reach (`reach`), then to the shorter prompt, the
+        default gate and the configured template. Returns the settings with the values chosen."""
         if not self.begin("tune"):
             return with_values(self.settings, self.state["tune"]["chosen"])
         c = self.settings.choose
@@ -236,31 +237,38 @@ class Choice:
         if not _given(self.overrides, "generator.max_new_tokens"):
             cap = answer_cap(parts.dev + parts.test)
         dev = QASet(self.qa.name, parts.dev, [], self.qa.metric, self.qa.system)
-        gate = self.settings.rag.min_relevance
+        gate, template = self.settings.rag.min_relevance, self.settings.rag.template
         if not dev.items:  # fewer than 3 questions: nothing to tune on without touching the test part
             self.done("tune", trials=[], chosen={}, dev_questions=0,
                       why="no dev questions to tune on (fewer than 3 questions): the configured settings are used")
             return self.settings
 
-        def trial(k: int, sentences: int, min_relevance: float) -> dict[str, Any]:
+        def trial(k: int, sentences: int, min_relevance: float, prompt: str = template) -> dict[str, Any]:
             values = {"retrieval.k": k, "rag.context_sentences": sentences, "rag.min_relevance": min_relevance,
-                      "generator.max_new_tokens": cap}
-            folder = self.out / "tune" / f"k{k}-s{sentences}{'' if min_relevance == gate else '-ungated'}"
+                      "rag.template": prompt, "generator.max_new_tokens": cap}
+            folder = (self.out / "tune" / f"k{k}-s{sentences}{'' if min_relevance == gate else '-ungated'}"
+                      f"{'' if prompt == template else '-' + prompt}")
             rag = runner.evaluate(dev, kb=kb, model=self.model, out=folder, variants=["rag"], report=False,
                                   settings=with_values(self.settings, values))["variants"]["rag"]
-            return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance, "score": rag["score"],
+            return {"k": k, "context_sentences": sentences, "min_relevance": min_relevance, "template": prompt,
+                    "score": rag["score"],
                     "reach": rag["reach"], "latency_p50": rag["latency_s"]["p50"]}
 
         ks = [self.settings.retrieval.k] if _given(self.overrides, "retrieval.k") else c.k  # a value set is not tuned
         compress = ([self.settings.rag.context_sentences] if _given(self.overrides, "rag.context_sentences")
                     else c.context_sentences)
         trials = [trial(k, sentences, gate) for k in ks for sentences in compress]
-        best = best_trial(trials, gate)
+        best = best_trial(trials, gate, template)
         if not _given(self.overrides, "rag.min_relevance") and gate > 0:
             trials.append(trial(best["k"], best["context_sentences"], 0.0))
-            best = best_trial(trials, gate)
+            best = best_trial(trials, gate, template)
+        others = [] if _given(self.overrides, "rag.template") else [t for t in c.templates if t != template]
+        for prompt in dict.fromkeys(others):  # each other template at the best retrieval found
+            trials.append(trial(best["k"], best["context_sentences"], best["min_relevance"], prompt))
+        best = best_trial(trials, gate, template)
         chosen = {"retrieval.k": best["k"], "rag.context_sentences": best["context_sentences"],
-                  "rag.min_relevance": best["min_relevance"], "generator.max_new_tokens": cap}
+                  "rag.min_relevance": best["min_relevance"], "rag.template": best["template"],
+                  "generator.max_new_tokens": cap}
         save_overrides(self.kb_dir / CONFIG_FILE, chosen)  # for the user's later commands; choose never reads it
         self.done("tune", trials=trials, chosen=chosen, dev_questions=len(dev.items),
                   why=f"best RAG {dev.metric} on {len(dev.items)} dev questions, ties going to more answers within "

@@ -249,9 +249,10 @@ def _choice(results: dict) -> list[str]:
     if tune.get("trials"):
         parts += [f"<p>{html.escape(tune.get('why', ''))}. Chosen: <code>{html.escape(str(tune.get('chosen')))}"
                   "</code>, saved to the knowledge base's ragtune.toml.</p>",
-                  _table(["k", "context sentences", "relevance gate", "dev score", "answer within reach", "p50 s"],
-                         [[t["k"], t["context_sentences"], t.get("min_relevance", "-"), t["score"],
-                           t.get("reach", "-"), t["latency_p50"]] for t in tune["trials"]])]
+                  _table(["k", "context sentences", "relevance gate", "template", "dev score", "answer within reach",
+                          "p50 s"],
+                         [[t["k"], t["context_sentences"], t.get("min_relevance", "-"), t.get("template", "-"),
+                           t["score"], t.get("reach", "-"), t["latency_p50"]] for t in tune["trials"]])]
     return parts
 
 
