@@ -9,6 +9,7 @@ from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from ragtune.choose import STAGES, Choice
+from ragtune.choose.plan import plan
 from ragtune.index.knowledge_base import KnowledgeBase
 
 
@@ -17,13 +18,13 @@ def test_plan_checks_and_estimates_without_indexing_then_reports_what_a_rerun_re
     (tmp / "qa.jsonl").write_text((tmp / "qa.jsonl").read_text() + "\n{\"question\": \"\", \"answers\": [\"x\"]}")
     result = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "p", "--plan", "--json"])
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output[result.output.index("{"):])
-    assert (plan["questions"], plan["dev"], plan["test"]) == (20, 6, 14)
-    assert plan["skipped"][0]["line"] == 21 and plan["skipped"][0]["reason"]
-    assert plan["metric"]["name"] == "f1" and plan["metric"]["reason"]
-    assert plan["train_examples"]["origin"].startswith("synthetic") and plan["train_examples"]["available"] > 0
-    assert plan["stages"] == {stage: "run" for stage in STAGES} and plan["docs"]["files"] == 20
-    assert set(plan["estimated_seconds"]) == set(STAGES) and plan["estimated_seconds"]["evaluate"] > 0
+    planned = json.loads(result.output[result.output.index("{"):])
+    assert (planned["questions"], planned["dev"], planned["test"]) == (20, 6, 14)
+    assert planned["skipped"][0]["line"] == 21 and planned["skipped"][0]["reason"]
+    assert planned["metric"]["name"] == "f1" and planned["metric"]["reason"]
+    assert planned["train_examples"]["origin"].startswith("synthetic") and planned["train_examples"]["available"] > 0
+    assert planned["stages"] == {stage: "run" for stage in STAGES} and planned["docs"]["files"] == 20
+    assert set(planned["estimated_seconds"]) == set(STAGES) and planned["estimated_seconds"]["evaluate"] > 0
     assert not (tmp / "p" / "choose.json").exists() and len(KnowledgeBase(tmp / "p" / "kb")) == 0  # nothing ran
     for stage in ("finetune", "raft"):  # training is not what this test is about
         monkeypatch.setattr(Choice, stage, lambda self, *made, stage=stage: self.done(stage))

@@ -64,7 +64,8 @@ def test_score_uses_the_metric_the_rows_declare(tmp_path):
     ])
     res = CliRunner().invoke(app, ["score", str(path), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == {"metric": "contains", "n": 2, "mean": 1.0, "scores": [1.0, 1.0]}  # f1: < 1
+    assert json.loads(res.stdout) == {"metric": "contains", "n": 2, "mean": 1.0, "scores": [1.0, 1.0],
+                                     "skipped": []}  # f1: < 1
     assert "declared on line 1" in res.stderr
     flag = CliRunner().invoke(app, ["score", str(path), "--metric", "exact", "--json"])  # the flag overrides
     assert json.loads(flag.stdout)["scores"] == [0.0, 0.0]

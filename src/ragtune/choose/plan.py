@@ -31,8 +31,9 @@ CHARS_PER_TOKEN = 4
 SAMPLE_TEXTS = 8
 
 
-def plan(choice: Choice, docs: list[Path]) -> dict[str, Any]:
-    """The plan of ``choice`` on DOCS, as `choose --plan --json` prints it."""
+def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
+    """The plan of ``choice`` on DOCS (``given``), as `choose --plan --json` prints it."""
+    docs = [Path(d) for d in given]
     from ragtune.choose.parts import split_questions
     from ragtune.choose.recipe import REBUILT, STAGES, _is_qa_folder
     from ragtune.evaluate.qa import load_qa
