@@ -72,7 +72,8 @@ def choose_command(
             typer.secho(warning, err=True, fg="yellow")
     if reach_note(results):  # what tuning measured, as the report's table shows it
         for t in results["choose"].get("tune", {}).get("trials", []):
-            typer.echo(f"  tuned: k={t['k']} context_sentences={t['context_sentences']} gate={t['min_relevance']}: "
+            typer.echo(f"  tuned: k={t['k']} context_sentences={t['context_sentences']} gate={t['min_relevance']} "
+                       f"template={t.get('template', '-')}: "
                        f"dev score {t['score']:.3f}, reach {t['reach']:.2f}", err=True)
     typer.secho(f"recommendation: {headline(advice)}", bold=True)
     for reason in advice["reasons"][:6]:
