@@ -120,7 +120,7 @@ def test_the_console_says_when_retrieval_limits_rag_with_what_tuning_measured(ba
     result = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "low", "--synth-test", "0"])
     assert result.exit_code == 0, result.output
     assert "RAG is limited by retrieval here: at best 25% of the dev questions" in result.output
-    assert "embedder.model" in result.output and result.output.count("  tuned: k=") == 2 + 3  # choose.k = [2, 3], then 3 other templates
+    assert "embedder.model" in result.output and result.output.count("  tuned: k=") == 2 + 1  # choose.k = [2, 3], then the other template
     assert "limited by retrieval" in (tmp / "low" / "index.html").read_text()
 
 
