@@ -39,3 +39,18 @@ def test_folder_appears_whole_or_not_at_all(tmp_path):
         (tmp / "other.json").write_text("{}")
     assert sorted(p.name for p in target.iterdir()) == ["config.json"]
     assert [p.name for p in target.parent.iterdir()] == ["model"]
+
+
+def test_folder_replace_swaps_in_the_new_copy_and_keeps_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "export"
+    with atomic_folder(target) as tmp:
+        (tmp / "old.json").write_text("{}")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target, replace=True) as tmp:
+            (tmp / "new.json").write_text("{}")
+            raise RuntimeError("merge failed")
+    assert sorted(p.name for p in target.iterdir()) == ["old.json"]  # a failed replace leaves the old one
+    with atomic_folder(target, replace=True) as tmp:
+        (tmp / "new.json").write_text("{}")
+    assert sorted(p.name for p in target.iterdir()) == ["new.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temp or old folder left beside it

@@ -47,10 +47,12 @@ def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> Pa
 
 
 @contextlib.contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
+def atomic_folder(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``target`` that becomes ``target`` when the block ends without an error.
 
-    If another process made ``target`` first, its copy is kept (same inputs, same result) and ours dropped.
+    By default, if another process made ``target`` first, its copy is kept (same inputs, same result) and ours
+    dropped. With ``replace=True`` an existing ``target`` is moved aside, our folder renamed in, and the old one
+    removed after, so a reader never sees a half-written ``target``.
     """
     import shutil
 
@@ -59,10 +61,16 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         yield tmp
+        old = None
+        if replace and target.exists():
+            old = target.with_name(f".{target.name}-old-{os.getpid()}")
+            os.replace(target, old)
         try:
             os.replace(tmp, target)
         except OSError:  # target exists and is not empty: another process finished first
             if not target.is_dir():
                 raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,18 +5,17 @@
 
 hf: a merged Hugging Face folder (`hf.write_hf`). gguf: the same model as one GGUF file (`gguf.write_gguf`) with
 an Ollama Modelfile. Both carry a model card (README.md). The export is built in a temporary folder beside OUT
-and renamed into place when complete, so a half-written export is never left behind.
+and renamed into place when complete (`atomic.atomic_folder`), so a half-written export is never left behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import atomic_folder
 from ragtune.config import load_settings
 from ragtune.errors import InputError
 from ragtune.winner import WINNER_FILE, Winner, check_files, read_winner
@@ -38,9 +37,7 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "hf", contestant: 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InputError(f"--out {out}: exists and is not empty; pick a new folder, or pass --force to replace it")
     settings = load_settings(None, winner.overrides())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out, replace=True) as tmp:
         from ragtune.export.hf import write_hf
 
         hf_dir = tmp if fmt == "hf" else tmp / "hf"
@@ -64,9 +61,6 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "hf", contestant: 
              "base_model": winner.base_model, "retrieves": winner.retrieves, "settings": winner.settings,
              "kb": str(winner.kb_path) if winner.kb_path else None, "instruction": winner.instruction},
             indent=2) + "\n", encoding="utf-8")
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -90,13 +84,3 @@ def resolve(source: Path, contestant: str | None) -> tuple[Winner, dict[str, Any
     raise InputError(f"{source}: {what}; pass the --out folder of `ragtune choose`, or an adapter folder "
                      "written by `ragtune finetune`")
 
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Put the finished export at ``out``; an older one (--force) is moved aside first, removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}-old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
