@@ -168,6 +168,9 @@ def test_a_set_value_is_kept_not_tuned_and_a_bad_metric_stops_before_any_model(b
 
 def test_killed_mid_run_resumes_without_redoing_finished_training(bakeoff):
     tmp, env = bakeoff
+    # resuming is what is tested, not tuning or the synthetic top-up: one trial, the team's questions only
+    env = {**env, "RAGTUNE_CHOOSE__K": "[2]", "RAGTUNE_CHOOSE__TEMPLATES": '["fenced"]',
+           "RAGTUNE_CHOOSE__SYNTH_TEST": "0"}
     cmd = [sys.executable, "-m", "ragtune.cli.main", "choose", "docs", "qa.jsonl", "--out", "killed"]
     proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

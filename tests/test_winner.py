@@ -47,7 +47,9 @@ def chosen(tmp_path_factory, tiny_embedder_dir, tiny_lm_dir):
     (tmp / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     env = {"RAGTUNE_EMBEDDER__MODEL": str(tiny_embedder_dir), "RAGTUNE_GENERATOR__MODEL": str(tiny_lm_dir),
            "RAGTUNE_RAG__MIN_RELEVANCE": "-1", "RAGTUNE_FINETUNE__MAX_STEPS": "2",
-           "RAGTUNE_CHOOSE__K": "[2]", "RAGTUNE_CHOOSE__CONTEXT_SENTENCES": "[0]"}
+           "RAGTUNE_CHOOSE__K": "[2]", "RAGTUNE_CHOOSE__CONTEXT_SENTENCES": "[0]",
+           # what the winner is, not how it was tuned or topped up: one template, the team's questions only
+           "RAGTUNE_CHOOSE__TEMPLATES": '["fenced"]', "RAGTUNE_CHOOSE__SYNTH_TEST": "0"}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
         for key, value in env.items():
