@@ -103,7 +103,10 @@ def test_a_rerun_redoes_the_stages_whose_inputs_changed_and_fresh_starts_over(ba
     (tmp / "docs" / "land19.txt").unlink()
     docs = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "c"])
     assert "DOCS changed: redoing index" in docs.output and "index: done earlier" not in docs.output
-    assert json.loads((tmp / "c" / "choose.json").read_text())["index"]["chunks"] == 19
+    # updated in place: the removed file pruned, the other 19 kept (not re-embedded)
+    assert json.loads((tmp / "c" / "choose.json").read_text())["index"] | {"seconds": 0} == {
+        "chunks": 19, "removed": 1, "seconds": 0}
+    assert "1 source(s) no longer in DOCS removed from the index" in docs.output
     (tmp / "c" / "mine.txt").write_text("the user's")
     over = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "c", "--fresh"])
     assert over.exit_code == 0 and "done earlier" not in over.output and (tmp / "c" / "mine.txt").is_file()

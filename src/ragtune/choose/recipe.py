@@ -123,8 +123,13 @@ class Choice:
         changed, redo = stale(self.state.get("inputs", {}), new, self.state, self._training_from())
         if redo:
             self.say(f"{', '.join(LABEL[c] for c in changed)} changed: redoing {', '.join(redo)}")
-            drop(self.out, self.state, redo)
-        if "index" in redo or self.fresh:
+            # DOCS alone changed: the index is brought up to date in place (unchanged files cost nothing, removed
+            # ones are pruned); other indexing settings mean other chunks or vectors, so it is rebuilt
+            in_place = "index" in redo and "indexing" not in changed
+            drop(self.out, self.state, [s for s in redo if not (in_place and s == "index")])
+            if in_place:
+                self.state.pop("index")
+        if ("index" in redo and "indexing" in changed) or self.fresh:
             self.kb = KnowledgeBase(self.kb_dir, settings=self.settings)
         self.state["inputs"] = new
         atomic_write_json(self.state_path, self.state)
@@ -154,22 +159,28 @@ class Choice:
         """Index DOCS: files and folders, or a QA folder that brings its documents (SQuAD / APIBench style)."""
         if not self.begin("index"):
             return self.kb
-        files = []
+        files, present = [], set()
         for doc in docs:
             if not doc.exists():
                 raise InputError(f"{doc}: not found; DOCS are files or folders of documents, or a QA folder")
             if doc.is_dir() and _is_qa_folder(doc):
-                self.kb.add_documents(load_qa(doc).documents)
+                present |= {s.source for s in self.kb.add_documents(load_qa(doc).documents).items}
             else:
                 files.append(doc)
         if files:
             added = self.kb.add(files)
+            present |= {s.source for s in added.items}
             for s in added.items:
                 if s.status == "failed":
                     self.say(f"  not indexed: {s.source} ({s.reason})")
+        gone = [s.source for s in self.kb.sources() if s.source not in present]
+        for source in gone:  # a re-run after files were removed from DOCS
+            self.kb.remove(source)
+        if gone:
+            self.say(f"  {len(gone)} source(s) no longer in DOCS removed from the index")
         if len(self.kb) == 0:
             raise InputError(f"{', '.join(map(str, docs))}: no text could be indexed; check the documents")
-        self.done("index", chunks=len(self.kb))
+        self.done("index", chunks=len(self.kb), removed=len(gone))
         return self.kb
 
     def check(self, qa: QASet) -> None:
