@@ -110,3 +110,22 @@ def test_a_rerun_redoes_the_stages_whose_inputs_changed_and_fresh_starts_over(ba
     (tmp / "c" / "mine.txt").write_text("the user's")
     over = CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "c", "--fresh"])
     assert over.exit_code == 0 and "done earlier" not in over.output and (tmp / "c" / "mine.txt").is_file()
+
+
+def test_a_copied_or_touched_input_with_the_same_contents_is_not_new_data(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("alpha")
+    (tmp_path / "qa.jsonl").write_text('{"question": "q"}')
+    known: dict = {}
+    before = fingerprints([tmp_path / "docs"], tmp_path / "qa.jsonl", None, Settings(), "m", "f1", {}, known)
+    assert set(known) == {str((tmp_path / "docs" / "a.txt").resolve()), str((tmp_path / "qa.jsonl").resolve())}
+    os.utime(tmp_path / "docs" / "a.txt", ns=(1, 1))  # a checkout or a copy: another mtime, the same bytes
+    again = fingerprints([tmp_path / "docs"], tmp_path / "qa.jsonl", None, Settings(), "m", "f1", {}, known)
+    assert again == before and known[str((tmp_path / "docs" / "a.txt").resolve())][1] == 1
+    (tmp_path / "docs" / "a.txt").write_text("alpho")  # same size, other contents
+    changed, redo = stale(before, fingerprints([tmp_path / "docs"], tmp_path / "qa.jsonl", None, Settings(), "m",
+                                               "f1", {}, known), ALL, set())
+    assert changed == ["docs"] and "index" in redo
+    (tmp_path / "docs" / "a.txt").unlink()
+    fingerprints([tmp_path / "docs"], tmp_path / "qa.jsonl", None, Settings(), "m", "f1", {}, known)
+    assert list(known) == [str((tmp_path / "qa.jsonl").resolve())]  # a removed file is forgotten

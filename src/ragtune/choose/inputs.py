@@ -1,8 +1,9 @@
 """What a `ragtune choose` stage was made from, so a re-run redoes exactly the stages whose inputs changed.
 
-Each input gets a cheap fingerprint: DOCS by a manifest of (relative path, size, mtime_ns) per file (no file is
-read: a big folder costs a directory walk); the QA and training files the same way; the settings by their
-effective values. ``choose.json`` keeps them under ``inputs``; `stale` maps changed inputs to the stages that
+Each input gets a fingerprint: DOCS by (relative path, size, sha256) per file, the QA and training files the
+same way, the settings by their effective values. A file is read only when its size or mtime differs from what
+the last run recorded (``choose.json`` ``files``), so a re-run costs a directory walk, and a copied, checked-out
+or touched folder with the same contents is not taken for new data. ``choose.json`` keeps them under ``inputs``; `stale` maps changed inputs to the stages that
 depend on them (`DEPENDS`), and `drop` removes those stages' records and the outputs choose wrote for them (never
 anything else in ``--out``). ``--out`` is locked for the whole run with the knowledge base's writer lock.
 """
@@ -54,19 +55,47 @@ def files_manifest(paths: Iterable[Path]) -> Iterator[tuple[str, int, int]]:
                 yield str(f.relative_to(root)), st.st_size, st.st_mtime_ns
 
 
+def content_digest(paths: Iterable[Path], known: dict[str, list[Any]], seen: dict[str, list[Any]]) -> str:
+    """A digest of (relative path, size, sha256) of every file under ``paths``. ``known`` maps a file's absolute
+    path to its recorded [size, mtime_ns, sha256]: a file whose size and mtime match is not read again; every
+    file's record, new or reused, goes into ``seen``."""
+    rows = []
+    for root in paths:
+        for rel, size, mtime in files_manifest([root]):
+            path = root if root.is_file() else root / rel
+            key = str(path.resolve())
+            record = known.get(key)
+            if not record or record[0] != size or record[1] != mtime:
+                sha = hashlib.sha256()
+                with path.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        sha.update(block)
+                record = [size, mtime, sha.hexdigest()]
+            seen[key] = record
+            rows.append((rel, size, record[2]))
+    return digest(rows)
+
+
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def fingerprints(docs: list[Path], qa: Path | None, train: Path | None, settings: Any, model: str, metric: str,
-                 constraints: dict[str, Any]) -> dict[str, str]:
-    """One short digest per input; ``settings`` is the effective `Settings` (defaults, files, env, overrides)."""
+                 constraints: dict[str, Any], known: dict[str, list[Any]] | None = None) -> dict[str, str]:
+    """One short digest per input; ``settings`` is the effective `Settings` (defaults, files, env, overrides);
+    ``known`` the file hashes recorded by the last run (see `content_digest`), updated in place."""
+    known = {} if known is None else known
+    seen: dict[str, list[Any]] = {}
     dump = settings.model_dump(mode="json")
     indexing = {k: dump.pop(k) for k in ("chunking", "embedder", "store")}
     dump.pop("serve", None)
-    return {"docs": digest(list(files_manifest(docs))), "qa": digest(list(files_manifest([qa])) if qa else None),
-            "train": digest(list(files_manifest([train])) if train else None), "indexing": digest(indexing),
-            "settings": digest([dump, model, metric]), "constraints": digest(constraints)}
+    prints = {"docs": content_digest(docs, known, seen),
+              "qa": content_digest([qa], known, seen) if qa else digest(None),
+              "train": content_digest([train], known, seen) if train else digest(None), "indexing": digest(indexing),
+              "settings": digest([dump, model, metric]), "constraints": digest(constraints)}
+    known.clear()  # files no longer among the inputs are forgotten
+    known.update(seen)
+    return prints
 
 
 def training_inputs(train: Path | None, declared_train_split: bool) -> set[str]:

@@ -109,8 +109,11 @@ class Choice:
 
     # -- bookkeeping ------------------------------------------------------------------------------------------
     def inputs(self, docs: list[Path]) -> dict[str, str]:
+        """The inputs' fingerprints; the file hashes behind them are kept in ``state["files"]`` (saved by
+        `refresh`), so the next run reads only the files whose size or mtime changed."""
+        known = self.state.setdefault("files", {})
         return fingerprints(docs, self.qa_path, self.train_path, self.settings, self.model, self.qa.metric,
-                            self.constraints)
+                            self.constraints, known)
 
     def refresh(self, docs: list[Path]) -> None:
         """Under the lock: --fresh starts over; else the recorded stages whose inputs changed are dropped, saying
@@ -332,7 +335,8 @@ class Choice:
 
         def advised(results: dict[str, Any]) -> None:
             advice = advise(self.constraints, results).to_json()
-            results["choose"], results["advice"] = dict(self.state), advice
+            results["choose"] = {k: v for k, v in self.state.items() if k != "files"}  # hashes stay in choose.json
+            results["advice"] = advice
             atomic_write_json(self.out / "advice.json", advice)
 
         results = runner.evaluate(replace(self.qa, items=test, documents=[]), kb=kb,  # keeps the skipped lines
