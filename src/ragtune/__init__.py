@@ -8,7 +8,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+from ragtune.openmp import wait_defaults
+
+# Before anything imports torch: OpenMP threads that sleep when idle instead of spinning, so a busy machine does
+# not multiply training time (ragtune/openmp.py says why; a value the user set is kept).
+wait_defaults(os.environ)
 
 __version__ = "0.1.0"
 
