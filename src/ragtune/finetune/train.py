@@ -108,6 +108,7 @@ class Data:
     val_enc: list[Encoded]
     probe: list[Encoded]  # a fixed sample of training examples, scored like validation
     stats: dict[str, int]
+    about: dict[str, Any] = field(default_factory=dict)  # what the data is (e.g. synthetic), for the report
 
 
 @dataclass
@@ -174,9 +175,11 @@ class FineTuner:
         self.device = device
 
     def fit(self, train: str | Path | list[Example], validation: str | Path | list[Example] | None = None,
-            out: str | Path = "runs/ft", resume: bool = False) -> FineTuneResult:
-        """Train, keep the best weights, and write the model folder, report, plot and card to ``out``."""
+            out: str | Path = "runs/ft", resume: bool = False, about: dict[str, Any] | None = None) -> FineTuneResult:
+        """Train, keep the best weights, and write the model folder, report, plot and card to ``out``; ``about``
+        (e.g. ``{"synthetic": True, "origin": ...}``) goes into the report's ``data`` section."""
         run = self.setup(train, validation, Path(out), resume)
+        run.data.about = dict(about or {})
         self.train(run)
         return self.save(run)
 
@@ -335,7 +338,7 @@ class FineTuner:
             "plan": asdict(run.plan), "hyperparameters": {**s.model_dump(), "learning_rate": run.plan.learning_rate,
                                                           "eval_every": run.plan.eval_every},
             "data": {"train_source": d.source, "train_examples": len(d.train), "validation_examples": len(d.val),
-                     "hash": dataset_hash(d.train + d.val), **d.stats},
+                     "hash": dataset_hash(d.train + d.val), **d.stats, **d.about},
         }
 
     def _fingerprint(self, train: list[Example], val: list[Example]) -> str:
