@@ -147,9 +147,12 @@ class RaftSettings(Section):
     # loss at 1.9-2.2 epochs and spent the rest waiting out early stopping; 2 epochs scored as well (BENCHMARKS.md)
     epochs: float | None = Field(2.0, gt=0)
     # `ragtune finetune --kb KB --raft` with no dataset: pairs synthesised from the knowledge base's own chunks
-    kb_per_chunk: int = Field(2, ge=1)  # sentences per chunk made into pairs (a cloze and a fact question each)
+    kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (a cloze and a fact question each)
     kb_heldout: int = Field(10, ge=0)  # held-out questions, each from a chunk no training pair comes from
-    kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample): the time a small kb trains
+    kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample)
+    # optimizer steps (finetune.max_steps unless --max-steps): 20 steps of 8 prompts of ~250 tokens train a
+    # 3-document kb's reader in about 3 min at this machine's ~190 training tokens/s (BENCHMARKS.md)
+    kb_max_steps: int = Field(20, ge=1)
 
 
 class ChooseSettings(Section):

@@ -169,6 +169,7 @@ def finetune_cmd(
         about = data.about
         overrides.setdefault("max_seq_tokens", data.max_seq_tokens)
         overrides.setdefault("epochs", raft_epochs(settings))
+        overrides.setdefault("max_steps", settings.finetune.max_steps or settings.raft.kb_max_steps)
     else:
         train = load_examples(dataset, fields) if fields else dataset
         held_out = load_examples(validation, fields) if fields and validation else validation
