@@ -246,33 +246,35 @@ class FineTuner:
         data, pad_id = run.data, run.tokenizer.pad_token_id
         params = [p for p in run.model.parameters() if p.requires_grad]
         bar = _progress(plan.total, st.step, acc.is_main_process)
-        t0, tokens_at_t0 = time.perf_counter(), st.tokens
-        while st.step < plan.total and not st.stopped_early:
-            run.model.train()
-            chunk = [data.train_enc[i] for i in global_batch(len(data.train_enc), st.step, plan.steps_per_epoch,
-                                                             plan.global_batch, s.seed)]
-            n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
-            loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
-                                            pad_id, run.bf16)
-            acc.clip_grad_norm_(params, s.max_grad_norm)
-            run.optimizer.step()
-            run.scheduler.step()
-            run.optimizer.zero_grad(set_to_none=True)
-            st.step += 1
-            loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
-            st.tokens += sum(len(e.input_ids) for e in chunk)
-            st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
-            check_divergence([h["loss"] for h in st.history], plan.learning_rate)
-            tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
-            bar.update(1)
-            if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
-                self._evaluate(run)
-            if st.step % s.save_every == 0 and st.step < plan.total:
-                st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
-                self._checkpoint(run)
-                t0, tokens_at_t0 = time.perf_counter(), st.tokens
-        bar.close()
+        try:
+            t0, tokens_at_t0 = time.perf_counter(), st.tokens
+            while st.step < plan.total and not st.stopped_early:
+                run.model.train()
+                chunk = [data.train_enc[i] for i in global_batch(len(data.train_enc), st.step, plan.steps_per_epoch,
+                                                                 plan.global_batch, s.seed)]
+                n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
+                loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
+                                                pad_id, run.bf16)
+                acc.clip_grad_norm_(params, s.max_grad_norm)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                st.step += 1
+                loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
+                st.tokens += sum(len(e.input_ids) for e in chunk)
+                st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
+                check_divergence([h["loss"] for h in st.history], plan.learning_rate)
+                tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
+                bar.update(1)
+                if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
+                    self._evaluate(run)
+                if st.step % s.save_every == 0 and st.step < plan.total:
+                    st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
+                    self._checkpoint(run)
+                    t0, tokens_at_t0 = time.perf_counter(), st.tokens
+        finally:
+            bar.close()
         st.seconds += time.perf_counter() - t0
 
     def _checkpoint(self, run: Run) -> None:
@@ -363,10 +365,9 @@ def _warmup_then_linear(warmup: int, total: int):
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ragtune.finetune.progress import TrainProgress
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="fine-tuning", unit="step",
-                dynamic_ncols=True)
+    return TrainProgress(total, initial, enabled)
 
 
 def _fmt(x: float | None) -> str:
