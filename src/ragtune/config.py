@@ -150,9 +150,9 @@ class RaftSettings(Section):
     kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (a cloze and a fact question each)
     kb_heldout: int = Field(10, ge=0)  # held-out questions, each from a chunk no training pair comes from
     kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample)
-    # optimizer steps (finetune.max_steps unless --max-steps): 20 steps of 8 prompts of ~250 tokens train a
-    # 3-document kb's reader in about 3 min at this machine's ~190 training tokens/s (BENCHMARKS.md)
-    kb_max_steps: int = Field(20, ge=1)
+    # optimizer steps (finetune.max_steps unless --max-steps): 12 steps of 8 prompts of ~230 tokens, 22k tokens,
+    # train in about 2 min at the ~190 training tokens/s this 2-core machine reaches when quiet (BENCHMARKS.md)
+    kb_max_steps: int = Field(12, ge=1)
 
 
 class ChooseSettings(Section):
