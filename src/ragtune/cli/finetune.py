@@ -206,7 +206,7 @@ def _say_synthetic(about: dict, out: Path, train: list, model: str, settings, tu
     from ragtune.finetune.raft_kb import estimate_seconds
 
     typer.echo(f"synthetic data: {about['pairs_used']} of {about['pairs_synthesised']} question/answer pairs from "
-               f"{about['chunks'] - about['heldout_questions']} chunks ({out / about['files']['synthetic']}); "
+               f"the {about['chunks'] - about['heldout_questions']} chunks not held out ({out / about['files']['synthetic']}); "
                f"{about['heldout_questions']} held-out questions from chunks never trained on "
                f"({out / about['files']['heldout']})", err=True)
     typer.echo("measuring this machine for the time estimate ...", err=True)
