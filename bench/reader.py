@@ -2,6 +2,7 @@
 
     python bench/reader.py                                  # both packaged models, every rag.template
     python bench/reader.py --models smollm2 --templates fenced plain
+    python bench/reader.py --models smollm2 --templates fenced --splits heldout --raft   # + RAFT from each kb
 
 Four small knowledge bases of invented facts (bench/reader_data: md, txt, html with menus, cookie banners and
 scripts, plus docx and pdf rendered here from the .docx.txt / .pdf.txt texts), 104 questions (names, numbers with
@@ -12,6 +13,10 @@ when ../shared/data is present. Every answer goes through the product: `Knowledg
 settings, only `generator.model` and `rag.template` changed. This script holds data and tallies, nothing else.
 Answers are kept in runs/reader/answers.jsonl, keyed by model, template text, knowledge base and question (and the
 text of an injected document), so a re-run only asks what is new; the table is appended to BENCHMARKS.md.
+With ``--raft`` each held-out knowledge base also gets a RAFT reader trained on it alone (`ragtune finetune --kb KB
+--raft`, pairs synthesised from its chunks, so none of its written questions), asked the same questions with the
+default template and tallied the same way beside the packaged model (kept in runs/reader/raft; delete a folder
+to retrain it).
 """
 
 from __future__ import annotations
@@ -162,6 +167,46 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
     return records
 
 
+def raft_reader(model: str, name: str, docs: Path, train: bool = True) -> tuple[Path, float] | None:
+    """The RAFT reader `ragtune finetune --kb KB --raft` trains on one knowledge base alone (built once), and its
+    wall time in seconds (synthesis, time estimate, loading and training); None when not trained and ``train``
+    is off."""
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    out = RUNS / "raft" / f"{model}-{name}"
+    if not (out / "wall.json").is_file():
+        if not train:
+            return None
+        kb = RUNS / "kb" / name
+        KnowledgeBase(kb, settings=load_settings()).add([docs], progress=False)
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "ragtune.cli.main", "finetune", "--kb", str(kb), "--raft",
+                        "--model", model, "--out", str(out)], check=True)
+        (out / "wall.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
+    return out, json.loads((out / "wall.json").read_text())["seconds"]
+
+
+def raft_rows(models: list[str], log: dict[str, dict], generators: dict, ask: bool) -> list[tuple]:
+    """Per model, one held-out row: each held-out kb answered by the RAFT reader trained on that kb alone."""
+    rows = []
+    for model in models:
+        records, total, minutes = [], 0, []
+        for name, docs, questions in knowledge_bases("heldout"):
+            total += len(questions)
+            reader = raft_reader(model, name, docs, train=ask)
+            if reader is None:
+                continue
+            minutes.append(f"{reader[1] / 60:.1f}")
+            records += ask_all(str(reader[0]), DEFAULT_TEMPLATE, RUNS / "kb" / name, docs, questions, log,
+                               generators, ask)
+        if records:
+            label = DEFAULT_TEMPLATE if len(records) == total else f"{DEFAULT_TEMPLATE} (partial: {len(records)}/{total})"
+            rows.append(("heldout", f"RAFT from kb ({model})", label,
+                         {**tally(records, DEFAULT_TEMPLATE, None), "train min": " / ".join(minutes)}))
+    return rows
+
+
 def reached(split: str) -> str:
     """How many injected instructions reach the prompt at all (retrieval and `rag.context_sentences` decide; the
     same for every model and template): an instruction cut away before the model sees it cannot be followed."""
@@ -252,6 +297,8 @@ def main() -> None:
     ap.add_argument("--templates", nargs="+", default=list(TEMPLATE_NAMES), choices=TEMPLATE_NAMES)
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     ap.add_argument("--no-squad", action="store_true", help="skip the squad-mini reference questions")
+    ap.add_argument("--raft", action="store_true", help="also train a RAFT reader on each held-out knowledge "
+                    "base alone (`ragtune finetune --kb KB --raft`) and score it the same way")
     ap.add_argument("--table-only", action="store_true",
                     help="ask nothing: tabulate the answers in the log (rows missing some say so)")
     args = ap.parse_args()
@@ -274,6 +321,8 @@ def main() -> None:
                 if records:
                     label = template if len(records) == total else f"{template} (partial: {len(records)}/{total})"
                     rows.append((split, model, label, tally(records, template, squad_records)))
+    if args.raft:
+        rows += raft_rows(args.models, log, generators, ask)
     if not rows:
         sys.exit("nothing to tabulate: no answers in runs/reader/answers.jsonl for these models and templates")
     rows.sort(key=lambda r: (r[0] != "heldout", r[1], r[2]))
@@ -300,6 +349,10 @@ of `rag.ask`. squad: {len(squad) if squad else 0} seeded squad-mini questions (a
 '; skipped: ../shared/data absent or --no-squad'}). Load at the end of the run: `{load}`.
 
 {table(rows)}
+
+{"RAFT from kb: per held-out kb a reader trained by `ragtune finetune --kb KB --raft` on pairs synthesised from "
+ "that kb's chunks (none of the written questions), default template; train min = wall time of the command per "
+ "kb." if args.raft else ""}
 
 Injected instructions that reach the prompt after retrieval and context compression (any model, any template):
 {', '.join(f"{split} {reached(split)}" for split in args.splits)}.

@@ -146,6 +146,14 @@ class RaftSettings(Section):
     # passes over the RAFT data (None: finetune.epochs). Three RAFT runs of 3 epochs reached their best validation
     # loss at 1.9-2.2 epochs and spent the rest waiting out early stopping; 2 epochs scored as well (BENCHMARKS.md)
     epochs: float | None = Field(2.0, gt=0)
+    # `ragtune finetune --kb KB --raft` with no dataset: pairs synthesised from the knowledge base's own chunks
+    kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (a cloze and a fact question each)
+    kb_heldout: int = Field(10, ge=0)  # held-out questions, each from a chunk no training pair comes from
+    kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample)
+    # optimizer steps (finetune.max_steps unless --max-steps): 12 steps of 8 prompts of ~230 tokens are 22k tokens,
+    # about 2 min at the ~190 training tokens/s BENCHMARKS.md records for this 2-core machine when quiet (a budget
+    # from that figure; under a load of 10 training ran >10x slower)
+    kb_max_steps: int = Field(12, ge=1)
 
 
 class ChooseSettings(Section):

@@ -8,10 +8,10 @@ input fingerprints (`choose_inputs`).
 ``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few
 chunk-sized texts (seconds per chunk), the generator answering once closed-book (seconds per answer), and
 one forward pass (a prefill) of a ``finetune.max_seq_tokens`` prompt and of a RAG-sized prompt (k chunks); a
-RAG answer is the closed-book one plus that prefill, a training step three forward passes (forward and
-backward) per example of the batch. Each stage scales these by its counts. Model loading, early stopping and
-I/O are not counted, and batched training is faster per example than single passes, so training tends to be
-overstated (several times on a busy machine): read the figures as an order of magnitude.
+RAG answer is the closed-book one plus that prefill, training as `finetune.estimate` counts it. Each stage
+scales these by its counts. Model loading, early stopping and I/O are not counted, and batched training is
+faster per example than single passes, so training tends to be overstated (several times on a busy machine):
+read the figures as an order of magnitude.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.choose.inputs import files_manifest, stale
 from ragtune.choose.train import cap_note
+from ragtune.finetune.estimate import generation_seconds, training_seconds
 
 if TYPE_CHECKING:
     from ragtune.choose.recipe import Choice
@@ -97,12 +98,10 @@ def measure(choice: Choice) -> dict[str, float]:
     seq = ("word " * s.finetune.max_seq_tokens)[: s.finetune.max_seq_tokens * CHARS_PER_TOKEN]
     rag = [{"role": "system", "content": " ".join([chunk] * s.retrieval.k)}] + question
     gen(question, max_new_tokens=1)  # warm-up
-    timed = {}
-    for name, messages, tokens in (("closed", question, s.generator.max_new_tokens),
-                                   ("forward", [{"role": "user", "content": seq}], 1), ("forward_rag", rag, 1)):
-        t = time.perf_counter()
-        gen(messages, max_new_tokens=tokens)
-        timed[name] = time.perf_counter() - t
+    timed = {name: generation_seconds(gen, messages, tokens)
+             for name, messages, tokens in (("closed", question, s.generator.max_new_tokens),
+                                            ("forward", [{"role": "user", "content": seq}], 1),
+                                            ("forward_rag", rag, 1))}
     # a RAG answer: the closed-book answer's decoding plus the longer prompt's prefill
     return {"embed_per_chunk": per_chunk, "answer_closed": timed["closed"],
             "answer_rag": timed["closed"] + timed["forward_rag"], "forward": timed["forward"],
@@ -112,16 +111,14 @@ def measure(choice: Choice) -> dict[str, float]:
 def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, examples: int) -> dict[str, float]:
     """Seconds per stage from the measured speeds and the counts (see the module's note)."""
     from ragtune.finetune.raft import epochs
-    from ragtune.finetune.train import plan_run
 
     trials = len(s.choose.k) * len(s.choose.context_sentences) + (1 if s.rag.min_relevance > 0 else 0)
-    batch = 3 * s.finetune.batch_size * s.finetune.gradient_accumulation  # forward and backward, per example
     train_n = max(examples - int(examples * s.finetune.validation_fraction), 1)
-    ft_steps = plan_run(train_n, s.finetune, 1).total
-    raft_steps = plan_run(train_n, s.finetune.model_copy(update={"epochs": epochs(s)}), 1).total
+    raft = s.finetune.model_copy(update={"epochs": epochs(s)})
     return {"index": chunks * speed["embed_per_chunk"], "check": 0.0, "split": 0.0,
             "train_data": chunks * 0.001, "tune": trials * dev * speed["answer_rag"],
-            "finetune": ft_steps * batch * speed["forward"], "raft": raft_steps * batch * speed["forward_rag"],
+            "finetune": training_seconds(train_n, s.finetune, speed["forward"]),
+            "raft": training_seconds(train_n, raft, speed["forward_rag"]),
             "evaluate": test * (2 * speed["answer_closed"] + 3 * speed["answer_rag"])}
 
 

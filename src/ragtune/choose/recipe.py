@@ -377,11 +377,11 @@ class Choice:
     def _synthesise(self, kb: KnowledgeBase, shape: list[QAItem]) -> tuple[list[Example], int]:
         """Extractive pairs from the knowledge base's chunks, shaped like ``shape``'s answers; the examples and
         how many pairs were dropped as longer than the task's answers."""
-        from ragtune.finetune.synth import kb_chunks, synthesize
+        from ragtune.finetune.synth import kb_chunks, training_pairs
 
-        chunks = [c for c in kb_chunks(kb) if c.id not in self.reserved]  # never a test question's chunk
-        pairs = synthesize(chunks, self.settings.choose.synth_generator, generator_for(self.settings),
-                           per_chunk=self.settings.choose.synth_per_chunk, progress=False)
+        # never from a test question's chunk (self.reserved)
+        pairs = training_pairs(kb_chunks(kb), self.reserved, self.settings.choose.synth_generator,
+                               generator_for(self.settings), per_chunk=self.settings.choose.synth_per_chunk)
         kept, limit = shaped(pairs, shape)
         if len(kept) < len(pairs):
             self.say(f"  {len(pairs) - len(kept)} of {len(pairs)} synthetic pairs dropped: answers longer than the "

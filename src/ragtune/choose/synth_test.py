@@ -10,7 +10,6 @@ team's and the synthetic questions each on its own (`evaluate.scoring.by_group`)
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.evaluate.qa import QAItem, QASet
 from ragtune.evaluate.scorers import infer_metric, metric_score
-from ragtune.finetune.synth import kb_chunks, synthesize
+from ragtune.finetune.synth import held_out_pairs, kb_chunks
 
 TOP_UP_TO = 30  # test questions below which a verdict rarely separates five contestants
 
@@ -33,35 +32,15 @@ def wanted(test: int, setting: int | None, documents_only: bool = False) -> int:
 
 def held_out(kb: Any, n: int, settings: Settings, metric: str | None = None, max_words: int = 5,
              avoid: set[str] | None = None) -> list[QAItem]:
-    """Up to ``n`` questions, one per chunk, from a seeded shuffle of half the knowledge base's chunks (the other
-    half is left to training synthesis). Answers longer
-    than ``max_words`` words (a sentence where the task wants a span) and answers that would not score 1
-    against themselves under ``metric`` (e.g. ``call``) are passed over; so are questions in ``avoid``
-    (normalised text of the team's questions)."""
-    items: list[QAItem] = []
-    if n <= 0:
-        return items
-    chunks = kb_chunks(kb)
-    random.Random(settings.choose.seed).shuffle(chunks)
-    chunks = chunks[:len(chunks) // 2]
-    generate = generator_for(settings)
-    seen, used = set(avoid or ()), set()
-    for start in range(0, len(chunks), max(n, 8)):
-        batch = chunks[start:start + max(n, 8)]
-        pairs = synthesize(batch, generator=settings.choose.synth_generator, generate=generate, per_chunk=1,
-                           concurrency=settings.generator.concurrency, progress=False)
-        for p in pairs:
-            key = " ".join(p.question.lower().split())
-            if (p.chunk_id in used or key in seen or len(p.answer.split()) > max_words
-                    or (metric and metric_score([p.answer], p.answer, metric) < 1.0)):
-                continue
-            seen.add(key)
-            used.add(p.chunk_id)
-            items.append(QAItem(f"synth-test-{p.chunk_id}", p.question, [p.answer], [p.source],
-                                metadata={"synthetic": True, "chunk_id": p.chunk_id, "kind": p.kind}))
-            if len(items) == n:
-                return items
-    return items
+    """Up to ``n`` questions, one per chunk, from a seeded shuffle of half the knowledge base's chunks
+    (`held_out_pairs`: the other half is left to training synthesis). Answers that would not score 1 against
+    themselves under ``metric`` (e.g. ``call``) are passed over; so are questions in ``avoid`` (normalised text of
+    the team's questions)."""
+    accept = (lambda a: metric_score([a], a, metric) >= 1.0) if metric else None
+    pairs = held_out_pairs(kb_chunks(kb), n, settings.choose.seed, settings.choose.synth_generator,
+                           generator_for(settings), settings.generator.concurrency, max_words, avoid, accept)
+    return [QAItem(f"synth-test-{p.chunk_id}", p.question, [p.answer], [p.source],
+                   metadata={"synthetic": True, "chunk_id": p.chunk_id, "kind": p.kind}) for p in pairs]
 
 
 def reserved(items: list[QAItem]) -> set[str]:

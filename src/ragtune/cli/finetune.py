@@ -89,8 +89,9 @@ def _print_check(report) -> None:
 
 
 def finetune_cmd(
-    dataset: Path = typer.Argument(..., help="JSONL/CSV (messages, prompt/completion or question/answer) "
-                                   "or .txt/.md documents"),
+    dataset: Optional[Path] = typer.Argument(None, help="JSONL/CSV (messages, prompt/completion or "
+                                             "question/answer) or .txt/.md documents; none with --kb KB --raft: "
+                                             "pairs synthesised from the knowledge base"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="alias (smollm2, gemma3-270m), HF folder, "
                                         ".gguf or adapter folder (default: generator.model)"),
     method: Optional[str] = typer.Option(None, "--method", help="lora or full (default: finetune.method)"),
@@ -128,10 +129,18 @@ def finetune_cmd(
                                                  "(CSV, Parquet, JSONL, datasets folders)"),
     answer_field: Optional[str] = typer.Option(None, "--answer-field", help="the column holding the answer"),
 ) -> None:
-    """Fine-tune a model (LoRA by default) and write an adapter folder that --model accepts everywhere."""
+    """Fine-tune a model (LoRA by default) and write an adapter folder that --model accepts everywhere.
+    `--kb KB --raft` with no DATASET trains a RAFT reader on pairs synthesised from the knowledge base."""
     from ragtune.config import load_settings
+    from ragtune.errors import InputError
     from ragtune.finetune.train import FineTuner
 
+    if dataset is None and not raft:
+        raise InputError("finetune: no DATASET given; pass a training file, or --kb KB --raft to train a RAFT "
+                         "reader on pairs synthesised from the knowledge base")
+    if dataset is None and validation is not None:
+        raise InputError(f"--validation {validation}: needs a DATASET; with --kb KB --raft alone the validation "
+                         "part is split off the synthesised pairs")
     settings = load_settings(kb, {"raft.distractors": distractors, "raft.gold_share": gold_share,
                                   "raft.reasoning": reasoning})  # ragtune.toml and RAGTUNE_* decide the rest
     model = model or settings.generator.model
@@ -149,17 +158,32 @@ def finetune_cmd(
     from ragtune.finetune.tables import column_map
 
     fields = column_map(question_field, answer_field)
-    train: Path | list = load_examples(dataset, fields) if fields else dataset
-    held_out: Path | list | None = load_examples(validation, fields) if fields and validation else validation
-    if raft:
+    about = None
+    if dataset is None:  # --kb KB --raft: pairs synthesised from the knowledge base's chunks
+        from ragtune.finetune.raft import epochs as raft_epochs
+        from ragtune.finetune.raft_kb import kb_raft_data
+
+        data = kb_raft_data(kb, model, settings, out)
+        train: Path | list = data.train
+        held_out: Path | list | None = data.validation
+        about = data.about
+        overrides.setdefault("max_seq_tokens", data.max_seq_tokens)
+        overrides.setdefault("epochs", raft_epochs(settings))
+        overrides.setdefault("max_steps", settings.finetune.max_steps or settings.raft.kb_max_steps)
+    else:
+        train = load_examples(dataset, fields) if fields else dataset
+        held_out = load_examples(validation, fields) if fields and validation else validation
+    if raft and dataset is not None:
         from ragtune.finetune.raft import epochs as raft_epochs
         from ragtune.finetune.raft import raft_dataset
 
         train, held_out, length = raft_dataset(dataset, validation, kb, model, settings, out, fields)
         overrides.setdefault("max_seq_tokens", length)  # RAFT prompts whole, unless --max-seq-tokens says otherwise
         overrides.setdefault("epochs", raft_epochs(settings))  # --epochs wins over raft.epochs
-    result = FineTuner(model, method=method, settings=settings.finetune, device=device,
-                       **overrides).fit(train, held_out, out, resume)
+    tuner = FineTuner(model, method=method, settings=settings.finetune, device=device, **overrides)
+    if about is not None and isinstance(train, list):
+        _say_synthetic(about, out, train, model, settings, tuner)
+    result = tuner.fit(train, held_out, out, resume, about=about)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
     if as_json:
@@ -170,10 +194,25 @@ def finetune_cmd(
                + ("; stopped early" if result.stopped_early else ""))
     for w in result.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
-    typer.echo(f"model: {result.out_dir}  (ragtune ask \"...\" --model {result.out_dir})")
+    uses = f" --kb {kb}" if raft else ""
+    typer.echo(f"model: {result.out_dir}  (ragtune ask \"...\"{uses} --model {result.out_dir})")
     if result.merged_dir:
         typer.echo(f"merged: {result.merged_dir}")
     typer.echo(f"report: {result.out_dir / 'training_report.json'}, plot: {result.out_dir / 'loss.png'}")
+
+
+def _say_synthetic(about: dict, out: Path, train: list, model: str, settings, tuner) -> None:
+    """What was synthesised and held out, and the training time estimated on this machine, before training."""
+    from ragtune.finetune.raft_kb import estimate_seconds
+
+    typer.echo(f"synthetic data: {about['pairs_used']} of {about['pairs_synthesised']} question/answer pairs from "
+               f"the {about['chunks'] - about['heldout_questions']} chunks not held out ({out / about['files']['synthetic']}); "
+               f"{about['heldout_questions']} held-out questions from chunks never trained on "
+               f"({out / about['files']['heldout']})", err=True)
+    typer.echo("measuring this machine for the time estimate ...", err=True)
+    seconds, steps = estimate_seconds(train, model, settings, tuner.settings)
+    typer.echo(f"estimated training time: about {max(seconds / 60, 0.1):.1f} min for {steps} steps "
+               "(from one timed forward pass; an order of magnitude)", err=True)
 
 
 def synth_cmd(

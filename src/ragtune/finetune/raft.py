@@ -164,41 +164,56 @@ def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) 
 def raft_dataset(dataset: str | Path, validation: str | Path | None, kb: str | Path | None, model: str,
                  settings: Settings, out: str | Path, fields: dict[str, str] | None = None
                  ) -> tuple[list[Example], list[Example] | None, int]:
-    """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file), built with the
-    knowledge base's retriever and counted with the model's tokenizer, and the ``max_seq_tokens`` that holds
-    them whole (`seq_tokens`); ``out/raft.json`` records what was found. ``fields`` maps column names
-    (`data.read_rows`)."""
-    from ragtune.atomic import atomic_write_json
-    from ragtune.finetune.base import load_tokenizer
+    """`ragtune finetune --raft`: the RAFT examples of a dataset (and of its validation file) (`raft_prompts`).
+    ``fields`` maps column names (`data.read_rows`)."""
     from ragtune.finetune.data import load_examples
     from ragtune.index.knowledge_base import KnowledgeBase
 
+    retriever = KnowledgeBase(check_kb(kb), settings=settings)
+    val = load_examples(validation, fields) if validation is not None else None
+    return raft_prompts(load_examples(dataset, fields), val, retriever, model, settings, out, str(dataset))
+
+
+def check_kb(kb: str | Path | None) -> Path:
+    """The knowledge-base folder ``--raft`` reads its passages from; one line when there is none."""
     if kb is None or not Path(kb).is_dir():
         raise InputError(f"--raft needs --kb: a knowledge-base folder ({kb or 'none given'}); build one with "
                          "`ragtune ingest DOCS --kb DIR`")
+    return Path(kb)
+
+
+def raft_prompts(train: list[Example], validation: list[Example] | None, retriever: Any, model: str,
+                 settings: Settings, out: str | Path, name: str, about: dict[str, Any] | None = None
+                 ) -> tuple[list[Example], list[Example] | None, int]:
+    """RAFT examples of ``train`` (and ``validation``), built with the knowledge base's retriever and counted with
+    the model's tokenizer, and the ``max_seq_tokens`` that holds them whole (`seq_tokens`); ``out/raft.json``
+    records what was found (and ``about`` the data: where it came from)."""
+    from ragtune.atomic import atomic_write_json
+    from ragtune.finetune.base import load_tokenizer
+
     tokenizer = load_tokenizer(model)
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    retriever = KnowledgeBase(Path(kb), settings=settings)
-    train, stats = raft_examples(load_examples(dataset, fields), retriever, settings, count, seed=settings.finetune.seed)
+    prompts, stats = raft_examples(train, retriever, settings, count, seed=settings.finetune.seed)
     val = None
     if validation is not None:
-        val, _ = raft_examples(load_examples(validation, fields), retriever, settings, count, seed=settings.finetune.seed + 1)
+        val, _ = raft_examples(validation, retriever, settings, count, seed=settings.finetune.seed + 1)
+    kb = getattr(retriever, "name", "the knowledge base")  # a KnowledgeBase names its folder (never a password)
     if stats.gold_found == 0:
-        raise InputError(f"{dataset}: no example's answer was found in a passage of {kb}; RAFT needs the "
+        raise InputError(f"{name}: no example's answer was found in a passage of {kb}; RAFT needs the "
                          "documents that hold the answers (give each row a 'source', or ingest the documents)")
     Path(out).mkdir(parents=True, exist_ok=True)
-    length = seq_tokens(train + (val or []), tokenizer, settings.finetune.max_seq_tokens)
+    length = seq_tokens(prompts + (val or []), tokenizer, settings.finetune.max_seq_tokens)
     atomic_write_json(Path(out) / "raft.json", {"kb": str(kb), "settings": settings.raft.model_dump(),
                                                  "distractors_per_prompt": distractor_count(settings),
-                                                 "max_seq_tokens": length, **stats.to_json()})
+                                                 "max_seq_tokens": length, **stats.to_json(), **(about or {})})
     print(f"RAFT: {stats.gold_found} of {stats.examples} examples have a gold passage "
           f"({stats.gold_by_source} by their source), {stats.retrieved_gold} retrieved in the top "
           f"{settings.retrieval.k} (gold share {stats.gold_share:.2f}), {stats.gold_in_prompt} prompts hold it, "
           f"{stats.distractors} distractors; longest example {length} tokens", file=sys.stderr)
-    return train, val, length
+    return prompts, val, length
 
 
 def gold_coverage(examples: list[Example], retriever: Retriever, settings: Settings) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The report's schema is kept here, written by `write_report` and read back by `read_report` and `training_cost`
 (what evaluation and `choose` take from it): top-level ``seconds``, ``tokens``, ``steps``, ``stopped_early``,
-``warnings``, and ``data.train_examples``.
+``warnings``, and ``data.train_examples``; ``data.synthetic`` is true (with ``data.origin`` saying from what) when
+the training pairs were synthesised, not written by a person (`finetune --kb KB --raft` with no dataset).
 
 Generalisation gap = validation loss − train loss, both measured the same way (mean loss per answer
 token, in eval mode) at the best checkpoint. Overfitting is flagged when validation loss ends
@@ -125,7 +126,8 @@ def model_card(report: dict[str, Any]) -> str:
         f"- base model: `{report.get('base_model')}`",
         f"- method: {report.get('method')}",
         f"- data: {data.get('train_examples')} train / {data.get('validation_examples')} validation examples, "
-        f"sha256 `{data.get('hash')}` ({data.get('train_source')})",
+        f"sha256 `{data.get('hash')}` ({data.get('origin') or data.get('train_source')})"
+        + (", **synthetic**" if data.get("synthetic") else ""),
         f"- steps: {report.get('steps')} (best at {best.get('step', '-')}), stopped early: "
         f"{report.get('stopped_early')}",
         f"- best validation loss: {_fmt(best.get('val_loss'))}, train loss there: {_fmt(best.get('train_loss'))}, "

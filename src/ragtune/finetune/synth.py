@@ -14,7 +14,9 @@ de-duplicated (normalised question text, then near-duplicates).
 from __future__ import annotations
 
 import json
+import random
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -156,6 +158,43 @@ def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", generate:
     bar = tqdm(chunks, desc=f"synth ({generator})", unit="chunk", disable=not progress)
     pairs = [p for made in iter_answers(make, bar, concurrency) for p in made]  # in chunk order at any concurrency
     return dedupe(pairs)
+
+
+def held_out_pairs(chunks: list[Chunk], n: int, seed: int, generator: str = "extractive",
+                   generate: Generator | None = None, concurrency: int = 1, max_words: int = 5,
+                   avoid: set[str] | None = None, accept: Callable[[str], bool] | None = None) -> list[QAPair]:
+    """Up to ``n`` pairs, one per chunk, from a seeded shuffle of half the chunks (the other half is left to
+    training synthesis): test questions no training pair shares a passage with (`training_pairs` leaves their
+    chunks out). Answers longer than ``max_words`` words (a sentence where a span is wanted), answers ``accept``
+    refuses, and questions in ``avoid`` (normalised: lower-case, single spaces) are passed over."""
+    pairs: list[QAPair] = []
+    if n <= 0:
+        return pairs
+    chunks = list(chunks)
+    random.Random(seed).shuffle(chunks)
+    chunks = chunks[:len(chunks) // 2]
+    seen, used = set(avoid or ()), set()
+    for start in range(0, len(chunks), max(n, 8)):
+        made = synthesize(chunks[start:start + max(n, 8)], generator=generator, generate=generate, per_chunk=1,
+                          concurrency=concurrency, progress=False)
+        for p in made:
+            key = " ".join(p.question.lower().split())
+            if (p.chunk_id in used or key in seen or len(p.answer.split()) > max_words
+                    or (accept is not None and not accept(p.answer))):
+                continue
+            seen.add(key)
+            used.add(p.chunk_id)
+            pairs.append(p)
+            if len(pairs) == n:
+                return pairs
+    return pairs
+
+
+def training_pairs(chunks: list[Chunk], reserved: set[str], generator: str = "extractive",
+                   generate: Generator | None = None, per_chunk: int = 2, progress: bool = False) -> list[QAPair]:
+    """Training pairs from every chunk but the ``reserved`` ones (the chunks held-out questions came from)."""
+    return synthesize([c for c in chunks if c.id not in reserved], generator, generate, per_chunk=per_chunk,
+                      progress=progress)
 
 
 def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:

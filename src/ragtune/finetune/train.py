@@ -108,6 +108,7 @@ class Data:
     val_enc: list[Encoded]
     probe: list[Encoded]  # a fixed sample of training examples, scored like validation
     stats: dict[str, int]
+    about: dict[str, Any] = field(default_factory=dict)  # what the data is (e.g. synthetic), for the report
 
 
 @dataclass
@@ -174,9 +175,11 @@ class FineTuner:
         self.device = device
 
     def fit(self, train: str | Path | list[Example], validation: str | Path | list[Example] | None = None,
-            out: str | Path = "runs/ft", resume: bool = False) -> FineTuneResult:
-        """Train, keep the best weights, and write the model folder, report, plot and card to ``out``."""
+            out: str | Path = "runs/ft", resume: bool = False, about: dict[str, Any] | None = None) -> FineTuneResult:
+        """Train, keep the best weights, and write the model folder, report, plot and card to ``out``; ``about``
+        (e.g. ``{"synthetic": True, "origin": ...}``) goes into the report's ``data`` section."""
         run = self.setup(train, validation, Path(out), resume)
+        run.data.about = dict(about or {})
         self.train(run)
         return self.save(run)
 
@@ -243,33 +246,35 @@ class FineTuner:
         data, pad_id = run.data, run.tokenizer.pad_token_id
         params = [p for p in run.model.parameters() if p.requires_grad]
         bar = _progress(plan.total, st.step, acc.is_main_process)
-        t0, tokens_at_t0 = time.perf_counter(), st.tokens
-        while st.step < plan.total and not st.stopped_early:
-            run.model.train()
-            chunk = [data.train_enc[i] for i in global_batch(len(data.train_enc), st.step, plan.steps_per_epoch,
-                                                             plan.global_batch, s.seed)]
-            n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
-            loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
-                                            pad_id, run.bf16)
-            acc.clip_grad_norm_(params, s.max_grad_norm)
-            run.optimizer.step()
-            run.scheduler.step()
-            run.optimizer.zero_grad(set_to_none=True)
-            st.step += 1
-            loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
-            st.tokens += sum(len(e.input_ids) for e in chunk)
-            st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
-            check_divergence([h["loss"] for h in st.history], plan.learning_rate)
-            tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
-            bar.update(1)
-            if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
-                self._evaluate(run)
-            if st.step % s.save_every == 0 and st.step < plan.total:
-                st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
-                self._checkpoint(run)
-                t0, tokens_at_t0 = time.perf_counter(), st.tokens
-        bar.close()
+        try:
+            t0, tokens_at_t0 = time.perf_counter(), st.tokens
+            while st.step < plan.total and not st.stopped_early:
+                run.model.train()
+                chunk = [data.train_enc[i] for i in global_batch(len(data.train_enc), st.step, plan.steps_per_epoch,
+                                                                 plan.global_batch, s.seed)]
+                n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
+                loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
+                                                pad_id, run.bf16)
+                acc.clip_grad_norm_(params, s.max_grad_norm)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                st.step += 1
+                loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
+                st.tokens += sum(len(e.input_ids) for e in chunk)
+                st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
+                check_divergence([h["loss"] for h in st.history], plan.learning_rate)
+                tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
+                bar.update(1)
+                if data.val_enc and (st.step % plan.eval_every == 0 or st.step == plan.total):
+                    self._evaluate(run)
+                if st.step % s.save_every == 0 and st.step < plan.total:
+                    st.seconds += time.perf_counter() - t0  # checkpoint writing is not training time
+                    self._checkpoint(run)
+                    t0, tokens_at_t0 = time.perf_counter(), st.tokens
+        finally:
+            bar.close()
         st.seconds += time.perf_counter() - t0
 
     def _checkpoint(self, run: Run) -> None:
@@ -335,7 +340,7 @@ class FineTuner:
             "plan": asdict(run.plan), "hyperparameters": {**s.model_dump(), "learning_rate": run.plan.learning_rate,
                                                           "eval_every": run.plan.eval_every},
             "data": {"train_source": d.source, "train_examples": len(d.train), "validation_examples": len(d.val),
-                     "hash": dataset_hash(d.train + d.val), **d.stats},
+                     "hash": dataset_hash(d.train + d.val), **d.stats, **d.about},
         }
 
     def _fingerprint(self, train: list[Example], val: list[Example]) -> str:
@@ -360,10 +365,9 @@ def _warmup_then_linear(warmup: int, total: int):
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ragtune.finetune.progress import TrainProgress
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="fine-tuning", unit="step",
-                dynamic_ncols=True)
+    return TrainProgress(total, initial, enabled)
 
 
 def _fmt(x: float | None) -> str:

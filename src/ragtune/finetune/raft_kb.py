@@ -1,0 +1,95 @@
+"""`ragtune finetune --kb KB --raft` with no dataset: a RAFT reader trained on question/answer pairs synthesised
+from the knowledge base's own chunks.
+
+A seeded half of the chunks gives the held-out questions (`synth.held_out_pairs`: one per chunk, short answers,
+``raft.kb_heldout`` of them); every other chunk gives the training pairs (`synth.training_pairs`, extractive,
+``raft.kb_per_chunk`` sentences a chunk, at most ``raft.kb_max_examples`` of them). The training pairs become RAFT
+prompts exactly as a dataset's rows would (`raft.raft_prompts`: the prompt `ask` sends, the gold passage among
+retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out questions to ``out/heldout.jsonl``
+(questions whose passages the reader never trained on), and ``about`` labels the data synthetic in
+``raft.json`` and the training report.
+
+    data = kb_raft_data("kb", "smollm2", settings, "runs/raft")
+    FineTuner("smollm2", settings=settings.finetune).fit(data.train, data.validation, "runs/raft", about=data.about)
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import FinetuneSettings, Settings
+from ragtune.errors import InputError
+from ragtune.finetune.raft import check_kb, raft_prompts
+from ragtune.finetune.synth import QAPair, held_out_pairs, kb_chunks, training_pairs, write_pairs
+from ragtune.types import Example
+
+SYNTHETIC_FILE, HELDOUT_FILE = "synthetic.jsonl", "heldout.jsonl"
+
+
+@dataclass
+class KbRaftData:
+    train: list[Example]  # RAFT prompts with their targets
+    validation: list[Example] | None  # None: FineTuner splits off finetune.validation_fraction
+    max_seq_tokens: int  # enough for the longest prompt whole
+    about: dict[str, Any]  # the training report's label: synthetic, where from, what was held out
+
+
+def kb_raft_data(kb: str | Path | None, model: str, settings: Settings, out: str | Path) -> KbRaftData:
+    """Synthesise, hold out, and build the RAFT prompts (see the module's note)."""
+    from ragtune.index.knowledge_base import KnowledgeBase
+
+    folder = check_kb(kb)
+    knowledge_base = KnowledgeBase(folder, settings=settings)
+    chunks = kb_chunks(knowledge_base)
+    if not chunks:
+        raise InputError(f"{folder}: the knowledge base holds no chunks; add documents first with "
+                         f"`ragtune ingest DOCS --kb {folder}`")
+    opts, seed = settings.raft, settings.finetune.seed
+    heldout = held_out_pairs(chunks, opts.kb_heldout, seed)
+    reserved = {p.chunk_id for p in heldout}
+    pairs = training_pairs(chunks, reserved, per_chunk=opts.kb_per_chunk, progress=True)
+    if len(pairs) < 2:
+        raise InputError(f"{folder}: only {len(pairs)} question/answer pair(s) could be synthesised from its "
+                         f"{len(chunks)} chunk(s); add documents with more text, or give a dataset")
+    used = sample(pairs, opts.kb_max_examples, seed)
+    examples = [Example(messages=[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}],
+                        source=SYNTHETIC_FILE, line=i + 1, gold_source=p.source) for i, p in enumerate(used)]
+    about = {"synthetic": True, "origin": f"synthetic (extractive, from the chunks of {folder})",
+             "chunks": len(chunks), "pairs_synthesised": len(pairs), "pairs_used": len(used),
+             "heldout_questions": len(heldout), "heldout_chunks": sorted(reserved),
+             "files": {"synthetic": SYNTHETIC_FILE, "heldout": HELDOUT_FILE}}
+    train, validation, length = raft_prompts(examples, None, knowledge_base, model, settings, out, str(folder), about)
+    write_pairs(used, Path(out) / SYNTHETIC_FILE)
+    write_pairs(heldout, Path(out) / HELDOUT_FILE)
+    return KbRaftData(train, validation, length, about)
+
+
+def sample(pairs: list[QAPair], budget: int, seed: int) -> list[QAPair]:
+    """At most ``budget`` pairs, a seeded sample kept in chunk order."""
+    if len(pairs) <= budget:
+        return pairs
+    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), budget))]
+
+
+def estimate_seconds(train: list[Example], model: str, settings: Settings, finetune: FinetuneSettings
+                     ) -> tuple[float, int]:
+    """Seconds the training would take on this machine (`finetune.estimate`: one forward pass of a median-length
+    training prompt, timed with the model, scaled by the run's steps), and those steps."""
+    from ragtune.finetune.data import split_examples
+    from ragtune.finetune.estimate import generation_seconds, training_seconds
+    from ragtune.finetune.train import plan_run
+    from ragtune.models.backends import load_generator
+
+    generate = load_generator(settings.generator.model_copy(update={"model": model}))
+    prompts = sorted((e.messages[:-1] for e in train), key=lambda m: sum(len(t["content"]) for t in m))
+    prompt = prompts[len(prompts) // 2]  # the answer's few tokens aside, what a training example holds
+    generation_seconds(generate, prompt)  # warm-up
+    forward = generation_seconds(generate, prompt)
+    del generate
+    gc.collect()
+    n_train = len(split_examples(train, finetune.validation_fraction, finetune.seed)[0])  # as the run splits
+    return training_seconds(n_train, finetune, forward), plan_run(n_train, finetune, 1).total
