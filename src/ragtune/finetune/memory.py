@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ragtune.finetune.encode import Encoded
 
 # Unset budget: a quarter of the available memory, at most this. With the ~0.95 GiB a LoRA run of SmolLM2 holds
-# anyway (libraries, fp32 weights), 768 MiB of activations keeps training under 2 GiB resident.
-AUTO_CAP_BYTES = 768 << 20
+# anyway (libraries, fp32 weights; 1.2 GiB measured), 512 MiB of activations kept training at 1.8 GiB resident.
+AUTO_CAP_BYTES = 512 << 20
 AUTO_SHARE = 0.25
 # Floats a decoder layer keeps per token for its backward, in units of the hidden size (norm inputs and outputs,
 # projections, rotary copies, attention output, residuals) and of the MLP width (gate, up, activation, product).
