@@ -38,7 +38,7 @@ from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_lo
 from ragtune.finetune.data import dataset_hash, load_examples, split_examples
 from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
-from ragtune.finetune.memory import budget_bytes
+from ragtune.finetune.memory import budget_bytes, hand_back_large_blocks
 from ragtune.hardware import bf16_native
 from ragtune.types import Example
 
@@ -201,6 +201,7 @@ class FineTuner:
             raise InputError(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or "
                              "choose another --out")
         _seed_everything(s.seed)
+        hand_back_large_blocks()  # resident memory stays near what is live (memory.py)
         model, tokenizer = base.load_base(self.model_spec, device=str(accelerator.device))
         data = self._encode(tokenizer, train, train_ex, val_ex)
         model = base.prepare(model, s.method, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
