@@ -105,6 +105,10 @@ class FinetuneSettings(Section):
     learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE)  # None: 1e-3 LoRA, 5e-5 full
     batch_size: int = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
+    # activation memory one forward/backward may hold, in MiB: a micro-batch that would hold more runs in pieces
+    # (the same gradient), an example too long alone with activation checkpointing. None: a quarter of the
+    # available memory, at most 512 MiB (LoRA on SmolLM2 then stays under 2 GiB resident); 0: no limit
+    activation_memory_mb: int | None = Field(None, ge=0)
     max_seq_tokens: int = Field(256, ge=8)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)

@@ -36,6 +36,7 @@ from ragtune.errors import InputError
 from ragtune.evaluate import runner
 from ragtune.evaluate.gold import check_gold
 from ragtune.evaluate.qa import QAItem, QASet, detect_format, load_qa, skipped_lines
+from ragtune.evaluate.resources import release
 from ragtune.finetune import report
 from ragtune.index.knowledge_base import KnowledgeBase
 from ragtune.metrics import normalize
@@ -368,6 +369,7 @@ class Choice:
             resume = (folder / "checkpoints").is_dir()
             trained = FineTuner(start or self.model, settings=settings).fit(examples, None, folder,
                                                                              resume=resume).report
+            release()  # the trained model, optimizer and activations: gone before the next stage loads its own
         for warning in trained.get("warnings") or []:
             self.say(f"  warning ({stage}): {warning}")
         self.done(stage, folder=str(folder), examples=len(examples), **extra,

@@ -68,7 +68,7 @@ def _plots(results: dict, per_variant: dict[str, list[dict]]) -> dict[str, str]:
         plots["latency"] = _png(fig)
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.bar(names, [v[n].get("peak_rss_mb") or 0 for n in names], color="#f58518")
-        ax.set_ylabel("MiB"), ax.set_title("Peak RSS while the variant ran")
+        ax.set_ylabel("MiB"), ax.set_title("Each variant's own peak RSS (from its start)")
         plots["memory"] = _png(fig)
     retrieval = results.get("retrieval")
     if retrieval:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ragtune.config import Settings
 from ragtune.evaluate.qa import QASet
+from ragtune.evaluate.resources import release
 from ragtune.evaluate.store import PredictionLog
 from ragtune.evaluate.variants import VARIANTS, Answerer, default_rag, load_model
 
@@ -34,10 +34,15 @@ class EvalRun:
     per_variant: dict[str, list[dict]] = field(default_factory=dict)
     ranked: dict[str, list[str]] = field(default_factory=dict)
 
+    def keep_only(self, which: str) -> None:
+        """Free every model but ``which`` (and hand the memory back), so the next variant's peak RSS is its own."""
+        if set(self.gens) - {which}:
+            self.gens = {k: g for k, g in self.gens.items() if k == which}
+            release()
+
     def generator(self, which: str) -> Any:
         if which not in self.gens:
-            self.gens.clear()  # one model in memory at a time, so each variant's peak RSS is its own
-            gc.collect()
+            self.keep_only(which)  # one model in memory at a time
             self.gens[which] = load_model(self.models[which], self.settings)
         return self.gens[which]
 

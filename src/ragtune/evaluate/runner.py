@@ -145,6 +145,8 @@ def run_variant(run: EvalRun, variant: str) -> dict[str, Any]:
     for item in run.qa.items:
         done = run.log.get(variant, name, item, setup_hash)
         (records.append(done) if done else todo.append(item))
+    if todo:
+        run.keep_only(VARIANTS[variant].model)  # an earlier contestant's model is freed before this one is measured
     with measure() as usage:
         if todo:
             answerer = run.answerer(variant)

@@ -38,6 +38,7 @@ from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_lo
 from ragtune.finetune.data import dataset_hash, load_examples, split_examples
 from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
+from ragtune.finetune.memory import budget_bytes, hand_back_large_blocks
 from ragtune.hardware import bf16_native
 from ragtune.types import Example
 
@@ -125,6 +126,7 @@ class Run:
     state: TrainState
     out: Path
     bf16: bool
+    budget: int | None = None  # activation bytes one forward/backward may hold (None: no limit)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -202,6 +204,7 @@ class FineTuner:
             raise InputError(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or "
                              "choose another --out")
         _seed_everything(s.seed)
+        hand_back_large_blocks()  # resident memory stays near what is live (memory.py)
         model, tokenizer = base.load_base(self.model_spec, device=str(accelerator.device))
         data = self._encode(tokenizer, train, train_ex, val_ex)
         model = base.prepare(model, s.method, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
@@ -213,7 +216,7 @@ class FineTuner:
         model, optimizer = accelerator.prepare(model, optimizer)
         bf16 = s.precision == "bf16" or (s.precision == "auto" and bf16_native(str(accelerator.device)))
         run = Run(model, tokenizer, optimizer, scheduler, accelerator, data, plan,
-                  TrainState(self._fingerprint(train_ex, val_ex)), out, bf16)
+                  TrainState(self._fingerprint(train_ex, val_ex)), out, bf16, budget_bytes(s.activation_memory_mb))
         if start is not None:
             self._resume(run, start)
         return run
@@ -254,7 +257,7 @@ class FineTuner:
                                                                  plan.global_batch, s.seed)]
                 n_answer = sum(e.answer_tokens for e in chunk)  # every process computes the same total
                 loss_sum = accumulate_gradients(run.model, acc, chunk, s.batch_size, s.gradient_accumulation, n_answer,
-                                                pad_id, run.bf16)
+                                                pad_id, run.bf16, run.budget)
                 acc.clip_grad_norm_(params, s.max_grad_norm)
                 run.optimizer.step()
                 run.scheduler.step()
@@ -286,8 +289,9 @@ class FineTuner:
         """Validation and train-probe loss; keep the best weights; count evaluations without improvement."""
         s, st, acc = self.settings, run.state, run.accelerator
         pad_id = run.tokenizer.pad_token_id
-        val = mean_loss(run.model, run.data.val_enc[:s.eval_max_examples], pad_id, acc, s.batch_size, run.bf16)
-        train = mean_loss(run.model, run.data.probe, pad_id, acc, s.batch_size, run.bf16)
+        val = mean_loss(run.model, run.data.val_enc[:s.eval_max_examples], pad_id, acc, s.batch_size, run.bf16,
+                        run.budget)
+        train = mean_loss(run.model, run.data.probe, pad_id, acc, s.batch_size, run.bf16, run.budget)
         st.evals.append({"step": st.step, "val_loss": val, "train_loss": train})
         if st.best_val is None or val < st.best_val - s.min_delta:
             st.best_val, st.best_step, st.bad_evals = val, st.step, 0
@@ -345,7 +349,8 @@ class FineTuner:
 
     def _fingerprint(self, train: list[Example], val: list[Example]) -> str:
         # Everything that changes the result; a resumed run must match it.
-        keep = self.settings.model_dump(exclude={"save_every", "keep_checkpoints", "merge"})
+        # (not the activation budget: it changes how a batch is cut into pieces, not the gradient)
+        keep = self.settings.model_dump(exclude={"save_every", "keep_checkpoints", "merge", "activation_memory_mb"})
         blob = json.dumps([self.model_spec, keep, dataset_hash(train), dataset_hash(val)], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
