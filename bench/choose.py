@@ -34,7 +34,8 @@ def section(task: str, results: dict, wall: float) -> str:
     key = results["headline"]
     rows = "\n".join(f"| {name} | {s['score']:.3f} [{s['ci']['score'][0]:.3f}, {s['ci']['score'][1]:.3f}] | "
                      f"{(s.get('self_cited') or 0):.3f} | {s['latency_s']['p50']:.2f} |" for name, s in v.items())
-    stages = ", ".join(f"{name} {info.get('seconds', 0):.0f} s" for name, info in c.items() if isinstance(info, dict))
+    stages = ", ".join(f"{name} {info.get('seconds', 0):.0f} s" for name, info in c.items()
+                       if isinstance(info, dict) and "seconds" in info)
     advice = results["advice"]
     return f"""
 `ragtune choose {TASKS[task].name} {TASKS[task].name}` with default settings; {results['qa']['n']} test questions,
