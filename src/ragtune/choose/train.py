@@ -8,7 +8,6 @@ applies ``choose.max_train_examples`` (0: no cap) as a seeded sample and says ho
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,10 +39,9 @@ def load_train(path: Path, fields: dict[str, str] | None, instruction: str | Non
 
 def capped(examples: list[Example], budget: int, seed: int) -> list[Example]:
     """At most ``budget`` examples (0: all), a seeded sample kept in the original order."""
-    if budget <= 0 or len(examples) <= budget:
-        return examples
-    sampled = random.Random(seed).sample(range(len(examples)), budget)
-    return [examples[i] for i in sorted(sampled)]
+    from ragtune.finetune.data import seeded_sample
+
+    return seeded_sample(examples, budget, seed)
 
 
 def cap_note(used: int, available: int, seconds_all: float | None = None) -> str | None:

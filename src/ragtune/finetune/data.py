@@ -17,7 +17,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ragtune.errors import InputError
 from ragtune.finetune.tables import is_table, map_fields, read_table
@@ -219,3 +219,13 @@ def dataset_hash(examples: list[Example]) -> str:
     for e in examples:
         h.update(json.dumps([e.messages, e.text], ensure_ascii=False, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+T = TypeVar("T")
+
+
+def seeded_sample(items: list[T], budget: int, seed: int) -> list[T]:
+    """At most ``budget`` items (0: all), a seeded sample kept in the original order."""
+    if budget <= 0 or len(items) <= budget:
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), budget))]

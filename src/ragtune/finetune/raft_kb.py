@@ -16,15 +16,15 @@ retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out qu
 from __future__ import annotations
 
 import gc
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.config import FinetuneSettings, Settings
 from ragtune.errors import InputError
+from ragtune.finetune.data import seeded_sample
 from ragtune.finetune.raft import check_kb, raft_prompts
-from ragtune.finetune.synth import QAPair, held_out_pairs, kb_chunks, training_pairs, write_pairs
+from ragtune.finetune.synth import held_out_pairs, kb_chunks, training_pairs, write_pairs
 from ragtune.types import Example
 
 SYNTHETIC_FILE, HELDOUT_FILE = "synthetic.jsonl", "heldout.jsonl"
@@ -55,7 +55,7 @@ def kb_raft_data(kb: str | Path | None, model: str, settings: Settings, out: str
     if len(pairs) < 2:
         raise InputError(f"{folder}: only {len(pairs)} question/answer pair(s) could be synthesised from its "
                          f"{len(chunks)} chunk(s); add documents with more text, or give a dataset")
-    used = sample(pairs, opts.kb_max_examples, seed)
+    used = seeded_sample(pairs, opts.kb_max_examples, seed)
     examples = [Example(messages=[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}],
                         source=SYNTHETIC_FILE, line=i + 1, gold_source=p.source) for i, p in enumerate(used)]
     about = {"synthetic": True, "origin": f"synthetic (extractive, from the chunks of {folder})",
@@ -66,13 +66,6 @@ def kb_raft_data(kb: str | Path | None, model: str, settings: Settings, out: str
     write_pairs(used, Path(out) / SYNTHETIC_FILE)
     write_pairs(heldout, Path(out) / HELDOUT_FILE)
     return KbRaftData(train, validation, length, about)
-
-
-def sample(pairs: list[QAPair], budget: int, seed: int) -> list[QAPair]:
-    """At most ``budget`` pairs, a seeded sample kept in chunk order."""
-    if len(pairs) <= budget:
-        return pairs
-    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), budget))]
 
 
 def estimate_seconds(train: list[Example], model: str, settings: Settings, finetune: FinetuneSettings
