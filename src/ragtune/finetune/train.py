@@ -38,7 +38,7 @@ from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_lo
 from ragtune.finetune.data import dataset_hash, load_examples, split_examples
 from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
-from ragtune.finetune.memory import budget_bytes, hand_back_large_blocks
+from ragtune.finetune.memory import Shape, budget_bytes, hand_back_large_blocks
 from ragtune.hardware import bf16_native
 from ragtune.types import Example
 
@@ -204,7 +204,6 @@ class FineTuner:
             raise InputError(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or "
                              "choose another --out")
         _seed_everything(s.seed)
-        hand_back_large_blocks()  # resident memory stays near what is live (memory.py)
         model, tokenizer = base.load_base(self.model_spec, device=str(accelerator.device))
         data = self._encode(tokenizer, train, train_ex, val_ex)
         model = base.prepare(model, s.method, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
@@ -215,8 +214,15 @@ class FineTuner:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(plan.warmup, plan.total))
         model, optimizer = accelerator.prepare(model, optimizer)
         bf16 = s.precision == "bf16" or (s.precision == "auto" and bf16_native(str(accelerator.device)))
+        budget = budget_bytes(s.activation_memory_mb)
+        shape = Shape.of(model)
+        if budget is not None and any(shape.cost([e]) > budget for e in data.train_enc):
+            # some example is checkpointed: its backward frees and reallocates every layer's insides, which glibc
+            # would keep resident; a fixed mmap threshold hands them back. Not otherwise: it cost 25-70% of a
+            # short-example step here (fresh zeroed pages for every large tensor)
+            hand_back_large_blocks()
         run = Run(model, tokenizer, optimizer, scheduler, accelerator, data, plan,
-                  TrainState(self._fingerprint(train_ex, val_ex)), out, bf16, budget_bytes(s.activation_memory_mb))
+                  TrainState(self._fingerprint(train_ex, val_ex)), out, bf16, budget)
         if start is not None:
             self._resume(run, start)
         return run
