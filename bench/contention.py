@@ -67,7 +67,8 @@ def generate(side: str, tokens: int) -> float:
             list(default._tokens(prompt, tokens, 0.0))
     else:
         model, tokenizer = load_model_and_tokenizer("smollm2")
-        ids = torch.tensor([tokenizer.apply_chat_template(messages, add_generation_prompt=True)])
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                            return_tensors="pt")["input_ids"]
 
         def call() -> None:
             with torch.inference_mode():

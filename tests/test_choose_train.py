@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ragtune.choose import Choice
-from ragtune.choose.train import cap_note, capped, with_instruction
+from ragtune.choose.train import budget, cap_note, capped, with_instruction
 from ragtune.config import Settings
 from ragtune.rag import RAG
 from ragtune.types import Example
@@ -62,6 +62,24 @@ def test_a_capped_training_set_is_said_and_train_all_uses_every_row(tmp_path):
                    overrides={"choose.max_train_examples": 4})
     assert len(every.train_data(every.split(every.qa), every.kb)) == 10
     assert Settings(choose={"max_train_examples": 0}).choose.max_train_examples == 0
+
+
+def test_by_default_every_row_the_team_gave_is_trained_and_only_synthetic_pairs_are_capped(tmp_path):
+    folder = _apibench(tmp_path / "hub")
+    train = _train(tmp_path / "synthetic.jsonl", 299)  # a team's file, whatever its name says
+    lines: list[str] = []
+    choice = Choice(folder, tmp_path / "out", train=train, say=lines.append)
+    chosen = choice.train_data(choice.split(choice.qa), choice.kb)
+    assert len(chosen) == 300 and choice.state["train_data"]["available"] == 300
+    assert choice.state["train_data"]["synthetic"] is False
+    assert not any("training on" in line for line in lines), lines
+    defaults = Settings().choose
+    assert budget(defaults, synthetic=False) == (0, "choose.max_train_examples")
+    assert budget(defaults, synthetic=True) == (256, "choose.max_synthetic_examples")
+    lifted = Choice(folder, tmp_path / "all", train=train, train_all=True).settings.choose
+    assert (lifted.max_train_examples, lifted.max_synthetic_examples) == (0, 0)
+    assert "(choose.max_synthetic_examples, a time budget)" in (cap_note(256, 900, setting=budget(defaults, True)[1])
+                                                                 or "")
 
 
 def test_capping_is_a_seeded_sample_in_order_and_zero_means_every_row():

@@ -179,9 +179,13 @@ class ChooseSettings(Section):
     # what writes synthetic questions and training pairs: extractive (no model) or llm (the [generator] model
     # or endpoint, asked for JSON pairs grounded in each chunk)
     synth_generator: Literal["extractive", "llm"] = "extractive"
-    # a time budget: at most this many training examples (a seeded sample), for the adapter and RAFT alike;
-    # squad-mini's paragraphs synthesise 1,912 pairs, 648 optimizer steps at 3 epochs
-    max_train_examples: int = Field(256, ge=0)  # 0: no cap, every row (--train-all)
+    # at most this many of the team's own training rows (--train, a QA set's train split), a seeded sample, for
+    # the adapter and RAFT alike; 0 = every row. Measured (BENCHMARKS.md "Training rows"): a cap of 256 cost a
+    # third of a narrow task's score (0.667 vs 1.000 on 885 rows) to save two thirds of the training time
+    max_train_examples: int = Field(0, ge=0)
+    # pairs synthesised from DOCS when no training set is given: a time budget (they restate the documents, and
+    # squad-mini's paragraphs yield 1,014); --train-all lifts both caps
+    max_synthetic_examples: int = Field(256, ge=0)
     # what RAFT trains from: the fine-tuned model (it keeps what that model recalls when retrieval misses the
     # answer) or the base model (RAFT as published)
     raft_from: Literal["finetuned", "base"] = "finetuned"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune.choose.inputs import files_manifest, stale
-from ragtune.choose.train import cap_note
+from ragtune.choose.train import budget, cap_note
 from ragtune.finetune.estimate import generation_seconds, training_seconds
 
 if TYPE_CHECKING:
@@ -58,15 +58,15 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
         origin, available = "qa train split", len(parts.train)
     else:
         origin, available = "synthetic (extractive, from DOCS), estimated", chunks * s.choose.synth_per_chunk
-    budget = s.choose.max_train_examples
-    used = available if budget <= 0 else min(budget, available)
+    cap, setting = budget(s.choose, synthetic=choice.train_examples is None and not parts.train)
+    used = available if cap <= 0 else min(cap, available)
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())
     reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
     speed = measure(choice)
     seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
     whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
-    note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None)
+    note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None, setting)
     return {
         "questions": len(choice.qa.items), "dev": len(parts.dev), "test": len(parts.test),
         "skipped": [{"line": b.get("line"), "reason": b.get("reason")} for b in choice.qa.skipped],

@@ -30,7 +30,7 @@ from ragtune.choose.answers import answer_cap, answer_words, shaped
 from ragtune.choose.inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
 from ragtune.choose.parts import Split, best_trial, examples_from, split_questions, with_values
 from ragtune.choose.synth_test import documents_only_tests, documents_qa, generator_for, reserved, top_up
-from ragtune.choose.train import cap_note, capped, load_train
+from ragtune.choose.train import budget, cap_note, capped, load_train
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate import runner
@@ -65,8 +65,8 @@ class Choice:
         self.out.mkdir(parents=True, exist_ok=True)
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         # ragtune.toml of the working folder < RAGTUNE_* < the overrides; the kb's own file is only written
-        if train_all:  # every training row: no time budget
-            self.overrides["choose.max_train_examples"] = 0
+        if train_all:  # every training row, the team's or synthetic: no time budget
+            self.overrides.update({"choose.max_train_examples": 0, "choose.max_synthetic_examples": 0})
         self.settings = load_settings(overrides=self.overrides)
         self.fresh = fresh
         self.model = model or self.settings.generator.model
@@ -214,6 +214,7 @@ class Choice:
         training question that is also a test question is dropped (no leakage into the verdict)."""
         self.begin("train_data")
         dropped_long = 0
+        synthetic = self.train_examples is None and not parts.train
         if self.train_examples is not None:
             examples, origin = self.train_examples, str(self.train_path)
         elif parts.train:
@@ -225,8 +226,9 @@ class Choice:
         kept = [e for e in examples if normalize(_question(e)) not in test]
         if not kept:
             raise InputError(f"{origin}: no training example left that is not a test question")
-        chosen = capped(kept, self.settings.choose.max_train_examples, self.settings.choose.seed)
-        if note := cap_note(len(chosen), len(kept)):
+        cap, setting = budget(self.settings.choose, synthetic)
+        chosen = capped(kept, cap, self.settings.choose.seed)
+        if note := cap_note(len(chosen), len(kept), setting=setting):
             self.say(f"  {note}")
         data = examples_digest(chosen)
         if self.state.get("train_data", {}).get("digest", data) != data:  # other rows, however they came
@@ -235,7 +237,7 @@ class Choice:
                 self.say(f"  training data changed: redoing {', '.join(redo)}")
             drop(self.out, self.state, redo)
         self.done("train_data", origin=origin, examples=len(chosen), available=len(kept), digest=data,
-                  dropped_as_test_questions=len(examples) - len(kept), synthetic=origin.startswith("synthetic"),
+                  dropped_as_test_questions=len(examples) - len(kept), synthetic=synthetic,
                   dropped_as_longer_than_the_task=dropped_long)
         return chosen
 

@@ -3,7 +3,9 @@ prompt, and never cut silently.
 
 `load_train` reads ``--train`` (before DOCS is indexed) and gives rows that lack a system message the QA set's
 instruction, in exactly the prompt the fine-tuned contestant is asked with (`closed_book_messages`). `capped`
-applies ``choose.max_train_examples`` (0: no cap) as a seeded sample and says how many rows were used of how many.
+applies the `budget` (``choose.max_train_examples`` for the team's rows, 0 = all by default;
+``choose.max_synthetic_examples`` for synthetic pairs) as a seeded sample, and `cap_note` says how many rows were
+used of how many.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ragtune.config import ChooseSettings
 from ragtune.models.prompts import closed_book_messages
 from ragtune.types import Example
 
@@ -37,6 +40,14 @@ def load_train(path: Path, fields: dict[str, str] | None, instruction: str | Non
     return with_instruction(load_examples(path, fields), instruction)
 
 
+def budget(choose: ChooseSettings, synthetic: bool) -> tuple[int, str]:
+    """The cap on training rows (0: none) and the setting it comes from: the team's rows are all used by default,
+    synthetic pairs are a time budget."""
+    if synthetic:
+        return choose.max_synthetic_examples, "choose.max_synthetic_examples"
+    return choose.max_train_examples, "choose.max_train_examples"
+
+
 def capped(examples: list[Example], budget: int, seed: int) -> list[Example]:
     """At most ``budget`` examples (0: all), a seeded sample kept in the original order."""
     from ragtune.finetune.data import seeded_sample
@@ -44,11 +55,11 @@ def capped(examples: list[Example], budget: int, seed: int) -> list[Example]:
     return seeded_sample(examples, budget, seed)
 
 
-def cap_note(used: int, available: int, seconds_all: float | None = None) -> str | None:
+def cap_note(used: int, available: int, seconds_all: float | None = None,
+             setting: str = "choose.max_train_examples") -> str | None:
     """One line saying the training data was cut, and what the whole of it would take (None when not cut)."""
     if used >= available:
         return None
     whole = f"; all {available} would take about {seconds_all / 60:.0f} min of training" if seconds_all else (
         f"; all {available} would take about {available / used:.1f}x as long")
-    return (f"training on {used} of {available} rows (choose.max_train_examples, a time budget){whole}; "
-            "--train-all uses every row")
+    return f"training on {used} of {available} rows ({setting}, a time budget){whole}; --train-all uses every row"

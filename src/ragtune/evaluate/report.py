@@ -232,7 +232,8 @@ def _choice(results: dict) -> list[str]:
         return parts
     data, split, tune = c.get("train_data", {}), c.get("split", {}), c.get("tune", {})
     available = data.get("available", 0)
-    sampled = (f" (a seeded sample of {available}: choose.max_train_examples, a time budget; all {available} "
+    setting = "choose.max_synthetic_examples" if data.get("synthetic") else "choose.max_train_examples"
+    sampled = (f" (a seeded sample of {available}: {setting}, a time budget; all {available} "
                f"would take about {available / max(data.get('examples', 1), 1):.1f}x the training time; "
                "<code>--train-all</code> uses every row)"
                if available > data.get("examples", available) else "")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ragtune.atomic import atomic_write_json
 from ragtune.errors import ModelError
+from ragtune.models.loading import quiet_peft
 
 # Linear layers worth adapting, per architecture (attention and MLP projections); others use "all-linear".
 LORA_TARGETS: dict[str, list[str]] = {
@@ -80,7 +81,8 @@ def prepare(model, method: str, r: int, alpha: int, dropout: float, targets: lis
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model, targets),
                         task_type="CAUSAL_LM", bias="none")
-    return get_peft_model(model, config)
+    with quiet_peft():
+        return get_peft_model(model, config)
 
 
 def save_model(model, tokenizer, out: Path, base_spec: str, method: str) -> None:

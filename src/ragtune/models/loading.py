@@ -15,6 +15,9 @@ import importlib.util
 import json
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -162,6 +165,15 @@ def _unloadable(folder: Path, e: Exception) -> ModelError:
                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model: a FutureWarning
+    about peft's code, not the user's, printed on every fine-tune and adapter load. Silence that one only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, Any]:
     try:
         from peft import PeftModel
@@ -173,7 +185,8 @@ def _load_adapter(source: ModelSource, device: str, dtype: str) -> tuple[Any, An
     if (source.path / "tokenizer_config.json").is_file():  # fine-tuning may have changed the chat template
         tokenizer = _load_tokenizer(source.path)
     try:
-        model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"adapter '{source.path}': does not fit base '{source.base}' ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from e
