@@ -36,8 +36,9 @@ def choose_command(
     as_json: bool = typer.Option(False, "--json", help="with --plan: print the plan as JSON"),
     fresh: bool = typer.Option(False, "--fresh", help="start over: remove what choose wrote in --out (never "
                                "other files); default: redo only the stages whose inputs changed"),
-    train_all: bool = typer.Option(False, "--train-all", help="train on every row of the training data "
-                                   "(default: at most choose.max_train_examples, a seeded sample)"),
+    train_all: bool = typer.Option(False, "--train-all", help="train on every row, synthetic pairs too "
+                                   "(default: every row you give, choose.max_train_examples = 0; at most "
+                                   "choose.max_synthetic_examples of pairs synthesised from DOCS)"),
 ) -> None:
     """RAG or fine-tuning? Build base, RAG, fine-tuned, fine-tuned + RAG and RAFT on your data and choose."""
     from ragtune.advise import read_answers, validate
