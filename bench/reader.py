@@ -211,7 +211,8 @@ def reached(split: str) -> str:
     """How many injected instructions reach the prompt at all (retrieval and `rag.context_sentences` decide; the
     same for every model and template): an instruction cut away before the model sees it cannot be followed."""
     from ragtune.index.knowledge_base import KnowledgeBase
-    from ragtune.rag import RAG, estimate_tokens
+    from ragtune.models.base import estimate_tokens
+    from ragtune.rag import RAG
 
     settings = load_settings()
     hits = total = 0
