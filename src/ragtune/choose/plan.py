@@ -58,7 +58,7 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
         origin, available = "qa train split", len(parts.train)
     else:
         origin, available = "synthetic (extractive, from DOCS), estimated", chunks * s.choose.synth_per_chunk
-    cap, setting = budget(s.choose, synthetic=choice.train_examples is None and not parts.train)
+    cap, setting = budget(s.choose, choice.synthetic_training(parts))
     used = available if cap <= 0 else min(cap, available)
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())

@@ -138,6 +138,10 @@ class Choice:
         self.state["inputs"] = new
         atomic_write_json(self.state_path, self.state)
 
+    def synthetic_training(self, parts: Split) -> bool:
+        """True when training pairs are synthesised from DOCS: no --train file and no train split in the QA set."""
+        return self.train_examples is None and not parts.train
+
     def _training_from(self) -> set[str]:
         declared = any(it.metadata.get("split") == "train" for it in self.qa.items)
         return training_inputs(self.train_path, declared)
@@ -214,7 +218,7 @@ class Choice:
         training question that is also a test question is dropped (no leakage into the verdict)."""
         self.begin("train_data")
         dropped_long = 0
-        synthetic = self.train_examples is None and not parts.train
+        synthetic = self.synthetic_training(parts)
         if self.train_examples is not None:
             examples, origin = self.train_examples, str(self.train_path)
         elif parts.train:
