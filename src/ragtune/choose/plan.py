@@ -6,12 +6,12 @@ about 4 characters a token), never read or embedded. Which stages a run would re
 input fingerprints (`choose_inputs`).
 
 ``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few
-chunk-sized texts (seconds per chunk), the generator answering once closed-book (seconds per answer), and
-one forward pass (a prefill) of a ``finetune.max_seq_tokens`` prompt and of a RAG-sized prompt (k chunks); a
-RAG answer is the closed-book one plus that prefill, training as `finetune.estimate` counts it. Each stage
-scales these by its counts. Model loading, early stopping and I/O are not counted, and batched training is
-faster per example than single passes, so training tends to be overstated (several times on a busy machine):
-read the figures as an order of magnitude.
+chunk-sized texts (seconds per chunk), the generator answering once closed-book (seconds per answer) and
+prefilling a RAG-sized prompt (k chunks; a RAG answer is the closed-book one plus that prefill), and one
+training pass (`finetune.estimate.example_seconds`, the trainer's own step) of the team's median training row
+(a ``finetune.max_seq_tokens`` filler when the rows are synthesised later) and of a RAG-sized RAFT prompt.
+Each stage scales these by its counts. Model loading, early stopping and I/O are not counted, and a busy
+machine runs slower: read the figures as an order of magnitude.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.choose.inputs import files_manifest, stale
 from ragtune.choose.train import budget, cap_note
-from ragtune.finetune.estimate import generation_seconds, training_seconds
+from ragtune.finetune.estimate import example_seconds, generation_seconds, training_seconds
 
 if TYPE_CHECKING:
     from ragtune.choose.recipe import Choice
@@ -63,7 +63,7 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())
     reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
-    speed = measure(choice)
+    speed = measure(choice, _median_row(choice, parts))
     seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
     whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
     note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None, setting)
@@ -81,8 +81,9 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     }
 
 
-def measure(choice: Choice) -> dict[str, float]:
-    """Seconds per embedded chunk, per closed-book and per RAG answer, and per RAG-sized forward pass."""
+def measure(choice: Choice, row: list[dict[str, str]] | None = None) -> dict[str, float]:
+    """Seconds per embedded chunk, per closed-book and per RAG answer, and per training pass of ``row`` (a
+    training example's messages; None: a ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt."""
     from ragtune.index.embedders import make_embedder
     from ragtune.models.backends import load_generator
 
@@ -95,17 +96,31 @@ def measure(choice: Choice) -> dict[str, float]:
     per_chunk = (time.perf_counter() - t) / SAMPLE_TEXTS
     gen = load_generator(s.generator.model_copy(update={"model": choice.model}))
     question = [{"role": "user", "content": "What is the capital of the land described?"}]
-    seq = ("word " * s.finetune.max_seq_tokens)[: s.finetune.max_seq_tokens * CHARS_PER_TOKEN]
     rag = [{"role": "system", "content": " ".join([chunk] * s.retrieval.k)}] + question
     gen(question, max_new_tokens=1)  # warm-up
-    timed = {name: generation_seconds(gen, messages, tokens)
-             for name, messages, tokens in (("closed", question, s.generator.max_new_tokens),
-                                            ("forward", [{"role": "user", "content": seq}], 1),
-                                            ("forward_rag", rag, 1))}
-    # a RAG answer: the closed-book answer's decoding plus the longer prompt's prefill
-    return {"embed_per_chunk": per_chunk, "answer_closed": timed["closed"],
-            "answer_rag": timed["closed"] + timed["forward_rag"], "forward": timed["forward"],
-            "forward_rag": timed["forward_rag"]}
+    closed = generation_seconds(gen, question, s.generator.max_new_tokens)
+    prefill = generation_seconds(gen, rag, 1)
+    del gen
+    answer = [{"role": "assistant", "content": "The capital is Arlen."}]
+    seq = ("word " * s.finetune.max_seq_tokens)[: s.finetune.max_seq_tokens * CHARS_PER_TOKEN]
+    room = s.finetune.model_copy(update={"max_seq_tokens": max(s.finetune.max_seq_tokens,
+                                                               (s.retrieval.k + 1) * s.chunking.chunk_tokens)})
+    train, raft = example_seconds(choice.model, room, [row or [{"role": "user", "content": seq}] + answer,
+                                                       rag + answer])
+    return {"embed_per_chunk": per_chunk, "answer_closed": closed, "answer_rag": closed + prefill,
+            "train_pass": train, "train_pass_rag": raft}
+
+
+def _median_row(choice: Choice, parts: Any) -> list[dict[str, str]] | None:
+    """The messages of the team's training row of median length (None when the rows will be synthesised)."""
+    from ragtune.choose.parts import examples_from
+
+    rows = (choice.train_examples if choice.train_examples is not None
+            else examples_from(parts.train, choice.qa.system, "qa train split") if parts.train else [])
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda e: sum(len(m["content"]) for m in e.messages))
+    return rows[len(rows) // 2].messages
 
 
 def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, examples: int) -> dict[str, float]:
@@ -117,8 +132,8 @@ def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, 
     raft = s.finetune.model_copy(update={"epochs": epochs(s)})
     return {"index": chunks * speed["embed_per_chunk"], "check": 0.0, "split": 0.0,
             "train_data": chunks * 0.001, "tune": trials * dev * speed["answer_rag"],
-            "finetune": training_seconds(train_n, s.finetune, speed["forward"]),
-            "raft": training_seconds(train_n, raft, speed["forward_rag"]),
+            "finetune": training_seconds(train_n, s.finetune, speed["train_pass"], examples - train_n),
+            "raft": training_seconds(train_n, raft, speed["train_pass_rag"], examples - train_n),
             "evaluate": test * (2 * speed["answer_closed"] + 3 * speed["answer_rag"])}
 
 

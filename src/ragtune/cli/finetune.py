@@ -65,9 +65,9 @@ def check_cmd(
 
 
 def _print_check(report) -> None:
-    from rich.console import Console
+    from ragtune.cli.output import console as make_console
 
-    console = Console()
+    console = make_console(highlight=True)
     style = {"error": "bold red", "warning": "yellow", "info": "green"}
     console.print(f"[bold]{report.dataset}[/]: {report.examples} examples"
                   + (f", {report.validation_examples} validation" if report.validation_examples else ""))
@@ -182,7 +182,7 @@ def finetune_cmd(
         overrides.setdefault("epochs", raft_epochs(settings))  # --epochs wins over raft.epochs
     tuner = FineTuner(model, method=method, settings=settings.finetune, device=device, **overrides)
     if about is not None and isinstance(train, list):
-        _say_synthetic(about, out, train, model, settings, tuner)
+        _say_synthetic(about, out, train, model, tuner)
     result = tuner.fit(train, held_out, out, resume, about=about)
     if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate launch only the first process reports
         return
@@ -201,7 +201,7 @@ def finetune_cmd(
     typer.echo(f"report: {result.out_dir / 'training_report.json'}, plot: {result.out_dir / 'loss.png'}")
 
 
-def _say_synthetic(about: dict, out: Path, train: list, model: str, settings, tuner) -> None:
+def _say_synthetic(about: dict, out: Path, train: list, model: str, tuner) -> None:
     """What was synthesised and held out, and the training time estimated on this machine, before training."""
     from ragtune.finetune.raft_kb import estimate_seconds
 
@@ -210,9 +210,9 @@ def _say_synthetic(about: dict, out: Path, train: list, model: str, settings, tu
                f"{about['heldout_questions']} held-out questions from chunks never trained on "
                f"({out / about['files']['heldout']})", err=True)
     typer.echo("measuring this machine for the time estimate ...", err=True)
-    seconds, steps = estimate_seconds(train, model, settings, tuner.settings)
+    seconds, steps = estimate_seconds(train, model, tuner.settings)
     typer.echo(f"estimated training time: about {max(seconds / 60, 0.1):.1f} min for {steps} steps "
-               "(from one timed forward pass; an order of magnitude)", err=True)
+               "(from one timed training pass of a median prompt; model loading not counted)", err=True)
 
 
 def synth_cmd(

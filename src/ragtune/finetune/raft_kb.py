@@ -68,21 +68,16 @@ def kb_raft_data(kb: str | Path | None, model: str, settings: Settings, out: str
     return KbRaftData(train, validation, length, about)
 
 
-def estimate_seconds(train: list[Example], model: str, settings: Settings, finetune: FinetuneSettings
-                     ) -> tuple[float, int]:
-    """Seconds the training would take on this machine (`finetune.estimate`: one forward pass of a median-length
-    training prompt, timed with the model, scaled by the run's steps), and those steps."""
+def estimate_seconds(train: list[Example], model: str, finetune: FinetuneSettings) -> tuple[float, int]:
+    """Seconds the training would take on this machine (`finetune.estimate`: one training pass of the
+    median-length training prompt, timed through the trainer's step, scaled by the run's steps and
+    evaluations), and those steps."""
     from ragtune.finetune.data import split_examples
-    from ragtune.finetune.estimate import generation_seconds, training_seconds
+    from ragtune.finetune.estimate import example_seconds, training_seconds
     from ragtune.finetune.train import plan_run
-    from ragtune.models.backends import load_generator
 
-    generate = load_generator(settings.generator.model_copy(update={"model": model}))
-    prompts = sorted((e.messages[:-1] for e in train), key=lambda m: sum(len(t["content"]) for t in m))
-    prompt = prompts[len(prompts) // 2]  # the answer's few tokens aside, what a training example holds
-    generation_seconds(generate, prompt)  # warm-up
-    forward = generation_seconds(generate, prompt)
-    del generate
+    rows = sorted(train, key=lambda e: sum(len(m["content"]) for m in e.messages))
+    per_example = example_seconds(model, finetune, [rows[len(rows) // 2].messages])[0]
     gc.collect()
-    n_train = len(split_examples(train, finetune.validation_fraction, finetune.seed)[0])  # as the run splits
-    return training_seconds(n_train, finetune, forward), plan_run(n_train, finetune, 1).total
+    n_train, n_val = (len(part) for part in split_examples(train, finetune.validation_fraction, finetune.seed))
+    return training_seconds(n_train, finetune, per_example, n_val), plan_run(n_train, finetune, 1).total
