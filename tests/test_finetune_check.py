@@ -93,3 +93,15 @@ def test_cli_exit_code_and_json(tmp_path):
     res = runner.invoke(app, ["data", "check", str(bad), "--no-tokens"])
     assert res.exit_code == 1
     assert f"{bad}:2" in res.output
+
+
+def test_piped_report_keeps_a_long_path_and_its_line_on_one_line(tmp_path):
+    """Piped (CI logs, scripts), the report is not wrapped at 80 columns: `path:line` stays whole to grep."""
+    _register()
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "nested"
+    deep.mkdir(parents=True)
+    bad = _jsonl(deep / "bad.jsonl", [{"question": "q?", "answer": "a"}, "{not json"])
+    assert len(f"{bad}:2") > 80
+    res = CliRunner().invoke(app, ["data", "check", str(bad), "--no-tokens"])
+    assert res.exit_code == 1
+    assert any(line.strip() == f"{bad}:2" for line in res.output.splitlines()), res.output

@@ -79,13 +79,12 @@ def demo(
     model: Optional[str] = typer.Option(None, "--model", help="Model to answer with (default: generator.model)."),
 ) -> None:
     """Ingest the bundled sample documents, then ask three questions whose answers are in them."""
-    from rich.console import Console
-
+    from ragtune.cli.output import console as make_console
     from ragtune.config import load_settings
     from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.rag import RAG
 
-    console = Console(stderr=False)
+    console = make_console(highlight=True)
     settings = load_settings(kb, overrides={"generator.model": model})
     knowledge_base = KnowledgeBase(kb.resolve(), settings=settings)
     console.print(f"[bold]Ingesting[/] the sample knowledge base ({SAMPLE_KB}) into {kb}/")
@@ -104,12 +103,12 @@ def demo(
 
 def show_answer(rag, question: str, k: int | None = None, stream: bool = True) -> None:
     """Print the question, the answer (streamed token by token), then the numbered citations."""
-    from rich.console import Console
     from rich.markup import escape
 
+    from ragtune.cli.output import console as make_console
     from ragtune.types import Answer
 
-    console = Console(highlight=False)
+    console = make_console()
     console.print(f"\n[bold cyan]Q:[/] {escape(question)}")
     console.print("[bold cyan]A:[/] ", end="")
     if stream:

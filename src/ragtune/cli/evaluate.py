@@ -85,8 +85,9 @@ def _check_kb(kb: str | None, qa_brings_documents: bool, on_server: bool) -> Non
 
 
 def _print_summary(results: dict, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ragtune.cli.output import console as make_console
 
     key = results["headline"]
     table = Table(title=f"{results['qa']['name']}: {results['qa']['n']} questions ({key})")
@@ -96,7 +97,7 @@ def _print_summary(results: dict, out: Path) -> None:
         ci, lat = v["ci"]["score"], v["latency_s"]
         table.add_row(name, f"{v['score']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]", f"{lat['p50'] or 0:.2f}",
                       f"{lat['p95'] or 0:.2f}", f"{v['peak_rss_mb']:.0f}" if v.get("peak_rss_mb") else "–")
-    console = Console()
+    console = make_console(highlight=True)
     console.print(table)
     if results.get("retrieval"):
         from ragtune.evaluate.report import unindexed_warning

@@ -31,13 +31,9 @@ def _open(kb: str, create: bool = False, overrides: dict | None = None):
 
 
 def _console(stderr: bool = False):
-    import sys
+    from ragtune.cli.output import console
 
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # Piped output (CI logs, scripts) gets wide lines instead of names truncated at 80 columns.
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    return console(stderr)
 
 
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),

@@ -89,8 +89,9 @@ def score_command(
             typer.echo(f"metric: {name} ({reason})", err=True)
         typer.echo(json.dumps({"metric": name, "n": len(kept), "mean": mean, "scores": scores, "skipped": skipped}))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from ragtune.cli.output import console as make_console
 
     typer.echo(f"metric: {name} ({reason})")
     table = Table()
@@ -99,7 +100,7 @@ def score_command(
                          no_wrap=True, max_width=None if col in ("line", name) else 40)
     for (n, question, _, prediction), s in list(zip(rows, scores))[:20]:
         table.add_row(str(n), "skipped" if s is None else f"{s:.3f}", question, prediction.replace("\n", " "))
-    console = Console()
+    console = make_console(highlight=True)
     console.print(table)
     more = f" (first 20 of {len(scores)} shown; --json for all)" if len(scores) > 20 else ""
     console.print(f"mean {name}: {mean:.3f} over {len(kept)} answers{more}")
