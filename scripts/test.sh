@@ -12,7 +12,12 @@ command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=no
 .venv/bin/mypy
 # The tests run in a loopback-only network namespace: the servers they start (uvicorn, Ray, PostgreSQL) can bind
 # nothing but 127.0.0.1, and nothing can leave the machine. Where namespaces are not allowed, they run as they are.
-RUN=(env HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -ra --durations=15 "$@")
+# One pytest-xdist worker per core (at most 4; each keeps to its own core, tests/conftest.py), a test file to a
+# worker so that a module's shared fixtures are built once. PYTEST_WORKERS=0 runs them in one process.
+WORKERS=${PYTEST_WORKERS:-$(n=$(nproc); echo $(( n > 4 ? 4 : n )))}
+PARALLEL=()
+[ "$WORKERS" -gt 1 ] && PARALLEL=(-n "$WORKERS" --dist loadfile)
+RUN=(env HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -ra --durations=15 "${PARALLEL[@]}" "$@")
 if unshare -n true 2>/dev/null && command -v ip >/dev/null; then
   exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh "${RUN[@]}"
 fi
