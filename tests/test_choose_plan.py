@@ -24,6 +24,9 @@ def test_plan_checks_and_estimates_without_indexing_then_reports_what_a_rerun_re
     assert planned["metric"]["name"] == "f1" and planned["metric"]["reason"]
     assert planned["train_examples"]["origin"].startswith("synthetic") and planned["train_examples"]["available"] > 0
     assert planned["stages"] == {stage: "run" for stage in STAGES} and planned["docs"]["files"] == 20
+    # twenty one-line files: short chunks, so RAG and RAFT prompts are timed at that length, not a whole chunk's
+    assert planned["docs"]["chunks_estimated"] == 20
+    assert planned["docs"]["chunk_chars_estimated"] == sum(p.stat().st_size for p in (tmp / "docs").iterdir()) // 20
     assert set(planned["estimated_seconds"]) == set(STAGES) and planned["estimated_seconds"]["evaluate"] > 0
     assert not (tmp / "p" / "choose.json").exists() and len(KnowledgeBase(tmp / "p" / "kb")) == 0  # nothing ran
     for stage in ("finetune", "raft"):  # training is not what this test is about

@@ -50,8 +50,11 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     size = sum(f[1] for f in files)
     per_chunk = max(s.chunking.chunk_tokens - s.chunking.overlap_tokens, 1) * CHARS_PER_TOKEN
     qa_folders = [d for d in docs if d.is_dir() and _is_qa_folder(d)]  # their documents are records: count them
-    chunks = sum(math.ceil(len(doc.text) / per_chunk) for d in qa_folders for doc in load_qa(d).documents)
-    chunks += math.ceil(sum(f[1] for f in files_manifest([d for d in docs if d not in qa_folders])) / per_chunk)
+    records = [len(doc.text) for d in qa_folders for doc in load_qa(d).documents]
+    plain = [f[1] for f in files_manifest([d for d in docs if d not in qa_folders])]
+    chunks = sum(math.ceil(n / per_chunk) for n in records + plain)
+    # a chunk's mean length: short records and files make short chunks, and shorter RAG and RAFT prompts
+    passage = min(per_chunk, max(1, sum(records + plain) // max(chunks, 1)))
     if choice.train_examples is not None:
         origin, available = str(choice.train_path), len(choice.train_examples)
     elif parts.train:
@@ -63,7 +66,7 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())
     reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
-    speed = measure(choice, _median_row(choice, parts))
+    speed = measure(choice, _median_row(choice, parts), passage)
     seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
     whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
     note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None, setting)
@@ -73,7 +76,7 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
         "metric": {"name": choice.qa.metric, "reason": choice.qa.metric_reason},
         "train_examples": {"origin": origin, "used": used, "available": available,
                            **({"note": note} if note else {})},
-        "docs": {"files": len(files), "bytes": size, "chunks_estimated": chunks},
+        "docs": {"files": len(files), "bytes": size, "chunks_estimated": chunks, "chunk_chars_estimated": passage},
         "changed": changed, "stages": {st: "reuse" if st in reuse else "run" for st in STAGES},
         "estimated_seconds": {st: round(v, 1) for st, v in seconds.items()
                               if st not in reuse},
@@ -81,14 +84,16 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     }
 
 
-def measure(choice: Choice, row: list[dict[str, str]] | None = None) -> dict[str, float]:
+def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_chars: int | None = None
+            ) -> dict[str, float]:
     """Seconds per embedded chunk, per closed-book and per RAG answer, and per training pass of ``row`` (a
-    training example's messages; None: a ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt."""
+    training example's messages; None: a ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt
+    (``retrieval.k`` passages of ``passage_chars``, the corpus's mean chunk; None: a whole chunk)."""
     from ragtune.index.embedders import make_embedder
     from ragtune.models.backends import load_generator
 
     s = choice.settings
-    chunk = ("word " * s.chunking.chunk_tokens)[: s.chunking.chunk_tokens * CHARS_PER_TOKEN]
+    chunk = ("word " * s.chunking.chunk_tokens)[: passage_chars or s.chunking.chunk_tokens * CHARS_PER_TOKEN]
     embed = make_embedder(s.embedder)
     embed([chunk])  # the first call warms up
     t = time.perf_counter()
