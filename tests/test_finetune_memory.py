@@ -129,3 +129,28 @@ def test_validation_loss_is_the_same_in_pieces(tiny_lm_dir):
     whole = mean_loss(model, part, 0, acc, 8, False, budget=None)
     pieced = mean_loss(model, part, 0, acc, 8, False, budget=Shape.of(model).cost(part) // 4)
     assert pieced == pytest.approx(whole, rel=1e-5)
+
+
+def test_a_checkpointed_piece_recomputes_under_the_attention_its_forward_ran(tiny_lm_dir, monkeypatch):
+    """A model set to SDPA whose checkpointed piece runs plain attention: the backward's recomputation must run
+    plain attention too (it ran the model's own SDPA once, and torch refused: CheckpointError, RAFT on tfhub)."""
+    from accelerate import Accelerator
+
+    from ragtune.finetune import batches
+
+    acc = Accelerator(cpu=True)
+    part = _examples((60, 7, 25, 12, 33, 5, 18, 9))
+    n_answer = sum(e.answer_tokens for e in part)
+    model = _lora(tiny_lm_dir)
+    model.base_model.model.set_attn_implementation("sdpa")
+    whole = batches.accumulate_gradients(model, acc, part, 8, 1, n_answer, 0, False, budget=None)
+    expected = _grads(model)
+    model.zero_grad(set_to_none=True)
+    chosen = []
+    monkeypatch.setattr(batches, "choose_attention", lambda *a, **k: chosen.append("eager") or "eager")
+    budget = Shape.of(model).cost(part[:1]) - 1  # the 60-token example runs alone, checkpointed
+    pieced = batches.accumulate_gradients(model, acc, part, 8, 1, n_answer, 0, False, budget=budget)
+    assert len(chosen) > 2 and model.config._attn_implementation == "sdpa"  # put back after each piece
+    assert pieced == pytest.approx(whole, rel=1e-5)
+    for name, grad in _grads(model).items():
+        torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -67,21 +67,34 @@ def pack(part: list[Encoded], pad_id: int, device: torch.device | str) -> Packed
     return Packed(ids.to(device), positions.to(device), targets.to(device))
 
 
-def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool = False,
-                   score_budget: int | None = None) -> torch.Tensor:
-    """Summed cross-entropy over the labelled (answer) tokens of a micro-batch; 0 for an empty one.
+@contextmanager
+def piece_loss(model, part: list[Encoded], pad_id: int, device, bf16: bool = False,
+               score_budget: int | None = None) -> Iterator[torch.Tensor]:
+    """Summed cross-entropy over the labelled (answer) tokens of a micro-batch (0 for an empty one), with the
+    model under `choose_attention`'s implementation until the block ends. The backward belongs inside the block:
+    activation checkpointing recomputes the forward during the backward, and a recomputation under the model's
+    own attention (put back on leaving) saves other tensors than the forward did (torch's CheckpointError).
     ``score_budget``: bytes plain attention's kept scores may take (None: `EAGER_ATTENTION_BYTES`)."""
     if not part:
-        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
+        yield sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)  # keeps DDP in step
+        return
     batch = pack(part, pad_id, device)
     rows, width = batch.ids.shape
     keep = batch.targets != IGNORE
-    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16), \
-            attention(model, rows, width, device, score_budget):
-        # no attention mask and no cache: transformers then reads the restarting positions as packed examples
-        logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep, use_cache=False).logits
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
-                                             reduction="sum")
+    with attention(model, rows, width, device, score_budget):
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            # no attention mask and no cache: transformers then reads the restarting positions as packed examples
+            logits = model(input_ids=batch.ids, position_ids=batch.positions, logits_to_keep=keep,
+                           use_cache=False).logits
+        yield torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets[keep],
+                                                reduction="sum")
+
+
+def token_loss_sum(model, part: list[Encoded], pad_id: int, device, bf16: bool = False,
+                   score_budget: int | None = None) -> torch.Tensor:
+    """`piece_loss` for a forward pass alone (evaluation): the summed answer-token loss of a micro-batch."""
+    with piece_loss(model, part, pad_id, device, bf16, score_budget) as total:
+        return total
 
 
 def choose_attention(model, rows: int, width: int, device, score_budget: int | None = None) -> str | None:
@@ -136,9 +149,9 @@ def accumulate_gradients(model, accelerator, chunk: list[Encoded], micro: int, a
         for p, piece in enumerate(pieces):
             # gradients are all-reduced only on the last backward of the global batch
             last = a == accumulation - 1 and p == len(pieces) - 1
-            with (nullcontext() if last else accelerator.no_sync(model)), checkpointing(model, piece.checkpointed):
-                total = token_loss_sum(model, piece.examples, pad_id, accelerator.device, bf16,
-                                       _score_room(shape, piece, budget))
+            with (nullcontext() if last else accelerator.no_sync(model)), checkpointing(model, piece.checkpointed), \
+                    piece_loss(model, piece.examples, pad_id, accelerator.device, bf16,
+                               _score_room(shape, piece, budget)) as total:
                 # DDP averages gradients over processes: scaling by `world` gives the mean per answer token
                 accelerator.backward(total * world / n_answer)
             loss_sum += total.item()
