@@ -9,7 +9,7 @@ from tests.test_choose import _cli, bakeoff  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from ragtune.choose import STAGES, Choice
-from ragtune.choose.plan import plan
+from ragtune.choose.plan import estimate, plan
 from ragtune.index.knowledge_base import KnowledgeBase
 
 
@@ -33,6 +33,9 @@ def test_plan_checks_and_estimates_without_indexing_then_reports_what_a_rerun_re
         monkeypatch.setattr(Choice, stage, lambda self, *made, stage=stage: self.done(stage))
     monkeypatch.setenv("RAGTUNE_CHOOSE__K", "[2]")
     assert CliRunner().invoke(_cli(), ["choose", "docs", "qa.jsonl", "--out", "p"]).exit_code == 0
+    ran = Choice("qa.jsonl", "p", say=lambda line: None)
+    unit = {"embed_per_chunk": 0.0, "answer_closed": 0.0, "answer_rag": 1.0, "train_pass": 0.0, "train_pass_rag": 0.0}
+    assert estimate(ran.settings, unit, 0, 1, 0, 0)["tune"] == len(ran.state["tune"]["trials"])  # every trial counted
     reused = plan(Choice("qa.jsonl", "p", say=lambda line: None), ["docs"])
     assert all(reused["stages"][s] == "reuse" for s in STAGES if s not in ("split", "train_data"))
     assert reused["estimated_seconds"].keys() == {"split", "train_data"}

@@ -35,8 +35,9 @@ SAMPLE_TEXTS = 8
 def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     """The plan of ``choice`` on DOCS (``given``), as `choose --plan --json` prints it."""
     docs = [Path(d) for d in given]
+    from ragtune.choose.answers import answer_cap
     from ragtune.choose.parts import split_questions
-    from ragtune.choose.recipe import REBUILT, STAGES, _is_qa_folder
+    from ragtune.choose.recipe import REBUILT, STAGES, _given, _is_qa_folder
     from ragtune.evaluate.qa import load_qa
 
     s = choice.settings
@@ -66,7 +67,9 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     changed, redo = stale(choice.state.get("inputs", {}), choice.inputs(docs), choice.state,
                           choice._training_from())
     reuse = [st for st in STAGES if st in choice.state and st not in redo and st not in REBUILT and not choice.fresh]
-    speed = measure(choice, _median_row(choice, parts), passage)
+    cap = (s.generator.max_new_tokens if _given(choice.overrides, "generator.max_new_tokens")
+           else answer_cap(parts.dev + parts.test))  # as the tune stage sets it
+    speed = measure(choice, _median_row(choice, parts), passage, cap)
     seconds = estimate(s, speed, chunks, len(parts.dev), len(parts.test), used)
     whole = estimate(s, speed, chunks, len(parts.dev), len(parts.test), available) if used < available else None
     note = cap_note(used, available, whole["finetune"] + whole["raft"] if whole else None, setting)
@@ -84,11 +87,12 @@ def plan(choice: Choice, given: list[str | Path]) -> dict[str, Any]:
     }
 
 
-def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_chars: int | None = None
-            ) -> dict[str, float]:
-    """Seconds per embedded chunk, per closed-book and per RAG answer, and per training pass of ``row`` (a
-    training example's messages; None: a ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt
-    (``retrieval.k`` passages of ``passage_chars``, the corpus's mean chunk; None: a whole chunk)."""
+def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_chars: int | None = None,
+            answer_tokens: int | None = None) -> dict[str, float]:
+    """Seconds per embedded chunk, per closed-book and per RAG answer of ``answer_tokens`` (None:
+    ``generator.max_new_tokens``), and per training pass of ``row`` (a training example's messages; None: a
+    ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt (``retrieval.k`` passages of
+    ``passage_chars``, the corpus's mean chunk; None: a whole chunk)."""
     from ragtune.index.embedders import make_embedder
     from ragtune.models.backends import load_generator
 
@@ -103,7 +107,11 @@ def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_cha
     question = [{"role": "user", "content": "What is the capital of the land described?"}]
     rag = [{"role": "system", "content": " ".join([chunk] * s.retrieval.k)}] + question
     gen(question, max_new_tokens=1)  # warm-up
-    closed = generation_seconds(gen, question, s.generator.max_new_tokens)
+    tokens = answer_tokens or s.generator.max_new_tokens
+    started = time.perf_counter()
+    reply = gen(question, max_new_tokens=tokens)
+    # the filler question stops after a few tokens: decoding is scaled to the answers' cap (the high side)
+    closed = (time.perf_counter() - started) * max(1.0, tokens / max(gen.count_tokens(reply), 1))
     prefill = generation_seconds(gen, rag, 1)
     del gen
     answer = [{"role": "assistant", "content": "The capital is Arlen."}]
@@ -132,7 +140,8 @@ def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, 
     """Seconds per stage from the measured speeds and the counts (see the module's note)."""
     from ragtune.finetune.raft import epochs
 
-    trials = len(s.choose.k) * len(s.choose.context_sentences) + (1 if s.rag.min_relevance > 0 else 0)
+    templates = [t for t in dict.fromkeys(s.choose.templates) if t != s.rag.template]  # each tried once
+    trials = len(s.choose.k) * len(s.choose.context_sentences) + (1 if s.rag.min_relevance > 0 else 0) + len(templates)
     train_n = max(examples - int(examples * s.finetune.validation_fraction), 1)
     raft = s.finetune.model_copy(update={"epochs": epochs(s)})
     return {"index": chunks * speed["embed_per_chunk"], "check": 0.0, "split": 0.0,
