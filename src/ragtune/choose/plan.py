@@ -5,9 +5,10 @@ is indexed); the split is computed; DOCS is only walked (files and bytes counted
 about 4 characters a token), never read or embedded. Which stages a run would redo or reuse comes from the
 input fingerprints (`choose_inputs`).
 
-``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few
-chunk-sized texts (seconds per chunk), the generator answering once closed-book (seconds per answer) and
-prefilling a RAG-sized prompt (k chunks; a RAG answer is the closed-book one plus that prefill), and one
+``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few texts
+of the corpus's mean chunk length (seconds per chunk), the generator answering once closed-book (seconds per
+answer, its decoding scaled to the answer cap the tune stage will set) and prefilling a RAG-sized prompt (k
+such chunks; a RAG answer is the closed-book one plus that prefill), and one
 training pass (`finetune.estimate.example_seconds`, the trainer's own step) of the team's median training row
 (a ``finetune.max_seq_tokens`` filler when the rows are synthesised later) and of a RAG-sized RAFT prompt.
 Each stage scales these by its counts. Model loading, early stopping and I/O are not counted, and a busy
