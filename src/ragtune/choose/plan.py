@@ -10,7 +10,7 @@ of the corpus's mean chunk length (seconds per chunk), the generator answering o
 answer, its decoding scaled to the answer cap the tune stage will set) and prefilling a RAG-sized prompt (k
 such chunks; a RAG answer is the closed-book one plus that prefill), and one
 training pass (`finetune.estimate.example_seconds`, the trainer's own step) of the team's median training row
-(a ``finetune.max_seq_tokens`` filler when the rows are synthesised later) and of a RAG-sized RAFT prompt.
+(a question about the longest sentence the synthesiser takes when the rows are synthesised later) and of a RAG-sized RAFT prompt.
 Each stage scales these by its counts. Model loading, early stopping and I/O are not counted, and a busy
 machine runs slower: read the figures as an order of magnitude.
 """
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ragtune.choose.inputs import files_manifest, stale
 from ragtune.choose.train import budget, cap_note
 from ragtune.finetune.estimate import example_seconds, generation_seconds, training_seconds
+from ragtune.finetune.synth import MAX_SENTENCE_WORDS
 
 if TYPE_CHECKING:
     from ragtune.choose.recipe import Choice
@@ -92,7 +93,7 @@ def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_cha
             answer_tokens: int | None = None) -> dict[str, float]:
     """Seconds per embedded chunk, per closed-book and per RAG answer of ``answer_tokens`` (None:
     ``generator.max_new_tokens``), and per training pass of ``row`` (a training example's messages; None: a
-    ``finetune.max_seq_tokens`` filler) and of a RAG-sized RAFT prompt (``retrieval.k`` passages of
+    synthesised row's longest question) and of a RAG-sized RAFT prompt (``retrieval.k`` passages of
     ``passage_chars``, the corpus's mean chunk; None: a whole chunk)."""
     from ragtune.index.embedders import make_embedder
     from ragtune.models.backends import load_generator
@@ -116,7 +117,8 @@ def measure(choice: Choice, row: list[dict[str, str]] | None = None, passage_cha
     prefill = generation_seconds(gen, rag, 1)
     del gen
     answer = [{"role": "assistant", "content": "The capital is Arlen."}]
-    seq = ("word " * s.finetune.max_seq_tokens)[: s.finetune.max_seq_tokens * CHARS_PER_TOKEN]
+    # rows synthesised later ask about one sentence each: the longest the synthesiser takes stands in for them
+    seq = "Fill in the blank: " + "word " * min(MAX_SENTENCE_WORDS, s.finetune.max_seq_tokens)
     room = s.finetune.model_copy(update={"max_seq_tokens": max(s.finetune.max_seq_tokens,
                                                                (s.retrieval.k + 1) * s.chunking.chunk_tokens)})
     train, raft = example_seconds(choice.model, room, [row or [{"role": "user", "content": seq}] + answer,

@@ -47,9 +47,12 @@ class QAPair:
     kind: str  # cloze | fact | llm
 
 
+MAX_SENTENCE_WORDS = 45  # a longer sentence is not asked about (`choose --plan` sizes synthetic rows by it)
+
+
 def _sentences(text: str) -> list[str]:
     flat = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
-    return [s.strip() for s in _SENTENCE.split(flat) if 6 <= len(s.split()) <= 45]
+    return [s.strip() for s in _SENTENCE.split(flat) if 6 <= len(s.split()) <= MAX_SENTENCE_WORDS]
 
 
 def _answer_span(sentence: str) -> str | None:
