@@ -8,10 +8,10 @@ input fingerprints (`choose_inputs`).
 ``estimated_seconds`` is an estimate, from a short measurement of this machine: the embedder on a few texts
 of the corpus's mean chunk length (seconds per chunk), the generator answering once closed-book (seconds per
 answer, its decoding scaled to the answer cap the tune stage will set) and prefilling a RAG-sized prompt (k
-such chunks; a RAG answer is the closed-book one plus that prefill), and one
-training pass (`finetune.estimate.example_seconds`, the trainer's own step) of the team's median training row
-(a question about the longest sentence the synthesiser takes when the rows are synthesised later) and of a RAG-sized RAFT prompt.
-Each stage scales these by its counts. Model loading, early stopping and I/O are not counted, and a busy
+such chunks; a RAG answer is the closed-book one plus that prefill), and one training pass
+(`finetune.estimate.example_seconds`, the trainer's own step) of the team's median training row (a question
+about the longest sentence the synthesiser takes when the rows are synthesised later) and of a RAG-sized RAFT
+prompt. Each stage scales these by its counts. Model loading, early stopping and I/O are not counted, and a busy
 machine runs slower: read the figures as an order of magnitude.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.choose.inputs import files_manifest, stale
 from ragtune.choose.train import budget, cap_note
-from ragtune.finetune.estimate import example_seconds, generation_seconds, training_seconds
+from ragtune.finetune.estimate import example_seconds, generation_seconds, median_example, training_seconds
 from ragtune.finetune.synth import MAX_SENTENCE_WORDS
 
 if TYPE_CHECKING:
@@ -133,10 +133,7 @@ def _median_row(choice: Choice, parts: Any) -> list[dict[str, str]] | None:
 
     rows = (choice.train_examples if choice.train_examples is not None
             else examples_from(parts.train, choice.qa.system, "qa train split") if parts.train else [])
-    if not rows:
-        return None
-    rows = sorted(rows, key=lambda e: sum(len(m["content"]) for m in e.messages))
-    return rows[len(rows) // 2].messages
+    return median_example(rows) if rows else None
 
 
 def estimate(s: Any, speed: dict[str, float], chunks: int, dev: int, test: int, examples: int) -> dict[str, float]:

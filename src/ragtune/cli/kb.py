@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from ragtune.cli.output import console
+
 KB_OPTION = typer.Option("kb", "--kb", help="Knowledge-base folder, or a postgresql://user@host/db URL.")
 
 
@@ -28,12 +30,6 @@ def _open(kb: str, create: bool = False, overrides: dict | None = None):
         raise InputError(f"{knowledge_base.name}: no knowledge base in this database yet; create one with: "
                          "ragtune ingest PATH --kb URL")
     return knowledge_base
-
-
-def _console(stderr: bool = False):
-    from ragtune.cli.output import console
-
-    return console(stderr)
 
 
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (txt, md, html, pdf, docx)."),
@@ -62,9 +58,9 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (txt, 
         for item in report:
             table.add_row(f"[{colour[item.status]}]{item.status}[/]", item.source, str(item.chunks),
                           item.reason if item.status == "failed" else "")
-        _console().print(table)
+        console().print(table)
         counts = ", ".join(f"{len(report.of(s))} {s}" for s in ("added", "updated", "unchanged", "failed"))
-        _console().print(f"{counts}; {report.embedded} chunks embedded; kb: {knowledge_base.name}")
+        console().print(f"{counts}; {report.embedded} chunks embedded; kb: {knowledge_base.name}")
     for item in report.failed:
         typer.secho(f"error: {item.reason}", fg="red", err=True)
     if report.failed:
@@ -91,14 +87,14 @@ def search(query: str = typer.Argument(..., help="What to look for."),
                            "lexical_score": h.metadata.get("lexical_score"),
                            "metadata": h.metadata} for h in hits], ensure_ascii=False, indent=1, default=str))
         return
-    console = _console()
+    shown = console()
     if not hits:
-        console.print("no matches")
+        shown.print("no matches")
     for n, h in enumerate(hits, 1):
-        console.print(f"[bold][{n}][/] {h.source}  [dim]score {h.score:.3f}, "
+        shown.print(f"[bold][{n}][/] {h.source}  [dim]score {h.score:.3f}, "
                       f"cosine {h.metadata.get('dense_score', 0.0):.3f}[/]")
         snippet = " ".join(h.text.split())
-        console.print(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}", markup=False)
+        shown.print(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}", markup=False)
 
 
 def sources(kb: str = KB_OPTION,
@@ -120,16 +116,16 @@ def sources(kb: str = KB_OPTION,
     table.columns[0].overflow = "fold"
     for s in infos:
         table.add_row(s.source, str(s.chunks), s.format or "-", s.added_at, s.sha256[:12])
-    console = _console()
-    console.print(table)
-    console.print(f"{len(infos)} sources, {sum(s.chunks for s in infos)} chunks")
+    shown = console()
+    shown.print(table)
+    shown.print(f"{len(infos)} sources, {sum(s.chunks for s in infos)} chunks")
 
 
 def remove(source: str = typer.Argument(..., help="A source name as shown by `ragtune sources`."),
            kb: str = KB_OPTION) -> None:
     """Delete one source and its chunks."""
     n = _open(kb).remove(source)
-    _console().print(f"removed {source}: {n} chunks")
+    console().print(f"removed {source}: {n} chunks")
 
 
 def config(kb: Path = typer.Option(Path("kb"), "--kb", help="Knowledge-base folder."),
@@ -162,7 +158,7 @@ def migrate(source: str = typer.Argument(..., help="The knowledge base to copy (
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
         return
-    _console().print(f"copied {report.sources} sources, {report.chunks} chunks from {report.source} to "
+    console().print(f"copied {report.sources} sources, {report.chunks} chunks from {report.source} to "
                      f"{report.target} ({report.embedded} embedded now); counts and ids verified")
 
 

@@ -31,6 +31,12 @@ def generation_seconds(generate: Any, messages: list[dict[str, str]], max_new_to
     return time.perf_counter() - started
 
 
+def median_example(examples: list[Any]) -> list[dict[str, str]]:
+    """The messages of the example of median length (characters): the one whose training pass is timed."""
+    ordered = sorted(examples, key=lambda e: sum(len(m["content"]) for m in e.messages))
+    return ordered[len(ordered) // 2].messages
+
+
 def example_seconds(model_spec: str, settings: FinetuneSettings, prompts: list[list[dict[str, str]]],
                     device: str = "cpu") -> list[float]:
     """Seconds of one training pass (forward + backward, the trainer's step) per chat in ``prompts``, each a

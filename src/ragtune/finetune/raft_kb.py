@@ -73,11 +73,10 @@ def estimate_seconds(train: list[Example], model: str, finetune: FinetuneSetting
     median-length training prompt, timed through the trainer's step, scaled by the run's steps and
     evaluations), and those steps."""
     from ragtune.finetune.data import split_examples
-    from ragtune.finetune.estimate import example_seconds, training_seconds
+    from ragtune.finetune.estimate import example_seconds, median_example, training_seconds
     from ragtune.finetune.train import plan_run
 
-    rows = sorted(train, key=lambda e: sum(len(m["content"]) for m in e.messages))
-    per_example = example_seconds(model, finetune, [rows[len(rows) // 2].messages])[0]
+    per_example = example_seconds(model, finetune, [median_example(train)])[0]
     gc.collect()
     n_train, n_val = (len(part) for part in split_examples(train, finetune.validation_fraction, finetune.seed))
     return training_seconds(n_train, finetune, per_example, n_val), plan_run(n_train, finetune, 1).total
