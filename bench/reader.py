@@ -136,7 +136,9 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
 
     settings = load_settings(overrides={"generator.model": model, "rag.template": template})
     t = get_template(template)
-    stamp = hashlib.sha256(f"{model}|{t.system}|{t.user}|{kb_folder.name}".encode()).hexdigest()[:12]
+    trained = Path(model) / "wall.json"  # a RAFT reader trained again is another reader: its answers are new
+    version = trained.read_text() if trained.is_file() else ""
+    stamp = hashlib.sha256(f"{model}|{t.system}|{t.user}|{kb_folder.name}{version}".encode()).hexdigest()[:12]
     records, rag = [], None
     for item in questions:
         key = f"{stamp}|{item['q']}"
@@ -167,13 +169,17 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
     return records
 
 
-def raft_reader(model: str, name: str, docs: Path, train: bool = True) -> tuple[Path, float] | None:
+def raft_reader(model: str, name: str, docs: Path, train: bool = True, sets: list[str] = ()
+                ) -> tuple[Path, float] | None:
     """The RAFT reader `ragtune finetune --kb KB --raft` trains on one knowledge base alone (built once), and its
     wall time in seconds (synthesis, time estimate, loading and training); None when not trained and ``train``
-    is off."""
+    is off. ``sets`` (KEY=VALUE settings, given to the command as RAGTUNE_* variables) make another reader."""
+    import os
+
     from ragtune.index.knowledge_base import KnowledgeBase
 
-    out = RUNS / "raft" / f"{model}-{name}"
+    tag = "-" + hashlib.sha256("|".join(sets).encode()).hexdigest()[:8] if sets else ""
+    out = RUNS / "raft" / f"{model}-{name}{tag}"
     if not (out / "wall.json").is_file():
         if not train:
             return None
@@ -181,20 +187,23 @@ def raft_reader(model: str, name: str, docs: Path, train: bool = True) -> tuple[
         KnowledgeBase(kb, settings=load_settings()).add([docs], progress=False)
         shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
+        env = {**os.environ, **{"RAGTUNE_" + k.strip().upper().replace(".", "__"): v
+                                for k, v in (kv.split("=", 1) for kv in sets)}}
         subprocess.run([sys.executable, "-m", "ragtune.cli.main", "finetune", "--kb", str(kb), "--raft",
-                        "--model", model, "--out", str(out)], check=True)
+                        "--model", model, "--out", str(out)], check=True, env=env)
         (out / "wall.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
     return out, json.loads((out / "wall.json").read_text())["seconds"]
 
 
-def raft_rows(models: list[str], log: dict[str, dict], generators: dict, ask: bool) -> list[tuple]:
+def raft_rows(models: list[str], log: dict[str, dict], generators: dict, ask: bool, sets: list[str] = ()
+              ) -> list[tuple]:
     """Per model, one held-out row: each held-out kb answered by the RAFT reader trained on that kb alone."""
     rows = []
     for model in models:
         records, total, minutes = [], 0, []
         for name, docs, questions in knowledge_bases("heldout"):
             total += len(questions)
-            reader = raft_reader(model, name, docs, train=ask)
+            reader = raft_reader(model, name, docs, train=ask, sets=sets)
             if reader is None:
                 continue
             minutes.append(f"{reader[1] / 60:.1f}")
@@ -202,7 +211,7 @@ def raft_rows(models: list[str], log: dict[str, dict], generators: dict, ask: bo
                                generators, ask)
         if records:
             label = DEFAULT_TEMPLATE if len(records) == total else f"{DEFAULT_TEMPLATE} (partial: {len(records)}/{total})"
-            rows.append(("heldout", f"RAFT from kb ({model})", label,
+            rows.append(("heldout", f"RAFT from kb ({'; '.join([model, *sets])})", label,
                          {**tally(records, DEFAULT_TEMPLATE, None), "train min": " / ".join(minutes)}))
     return rows
 
@@ -300,6 +309,9 @@ def main() -> None:
     ap.add_argument("--no-squad", action="store_true", help="skip the squad-mini reference questions")
     ap.add_argument("--raft", action="store_true", help="also train a RAFT reader on each held-out knowledge "
                     "base alone (`ragtune finetune --kb KB --raft`) and score it the same way")
+    ap.add_argument("--raft-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings for the RAFT readers only, e.g. raft.kb_kinds='[\"wh\", \"fact\"]' (another "
+                         "reader, trained beside the default one)")
     ap.add_argument("--table-only", action="store_true",
                     help="ask nothing: tabulate the answers in the log (rows missing some say so)")
     args = ap.parse_args()
@@ -323,7 +335,7 @@ def main() -> None:
                     label = template if len(records) == total else f"{template} (partial: {len(records)}/{total})"
                     rows.append((split, model, label, tally(records, template, squad_records)))
     if args.raft:
-        rows += raft_rows(args.models, log, generators, ask)
+        rows += raft_rows(args.models, log, generators, ask, args.raft_set)
     if not rows:
         sys.exit("nothing to tabulate: no answers in runs/reader/answers.jsonl for these models and templates")
     rows.sort(key=lambda r: (r[0] != "heldout", r[1], r[2]))

@@ -62,6 +62,7 @@ def test_raft_from_a_kb_trains_on_synthetic_pairs_and_ask_uses_the_adapter(kb, t
 
     monkeypatch.setattr(RAG, "build", recording_build)
     monkeypatch.setattr(FineTuner, "fit", recording_fit)
+    monkeypatch.setenv("RAGTUNE_RAFT__KB_KINDS", '["cloze", "wh"]')  # raft.kb_kinds reaches the synthesis
     result = CliRunner().invoke(app, ["finetune", "--kb", "kb", "--raft", "--model", str(tiny_lm_dir),
                                       "--max-steps", "2", "--out", "ft"])
     monkeypatch.setattr(RAG, "build", build)
@@ -78,6 +79,7 @@ def test_raft_from_a_kb_trains_on_synthetic_pairs_and_ask_uses_the_adapter(kb, t
     # held out: questions from chunks no training pair came from, and none of them trained on
     synthetic, heldout = _jsonl(tmp_path / "ft" / "synthetic.jsonl"), _jsonl(tmp_path / "ft" / "heldout.jsonl")
     assert heldout and len(synthetic) == raft["pairs_used"] == len(built)
+    assert {p["kind"] for p in synthetic} == {"cloze", "wh"}
     assert {p["chunk_id"] for p in heldout}.isdisjoint(p["chunk_id"] for p in synthetic)
     assert {p["chunk_id"] for p in heldout} == set(raft["heldout_chunks"])
     assert {p["question"] for p in heldout}.isdisjoint(p["question"] for p in synthetic)

@@ -151,7 +151,10 @@ class RaftSettings(Section):
     # loss at 1.9-2.2 epochs and spent the rest waiting out early stopping; 2 epochs scored as well (BENCHMARKS.md)
     epochs: float | None = Field(2.0, gt=0)
     # `ragtune finetune --kb KB --raft` with no dataset: pairs synthesised from the knowledge base's own chunks
-    kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (a cloze and a fact question each)
+    kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (one of each of kb_kinds)
+    # the pairs made (synth.KINDS): wh-questions and fact questions read best on the reader benchmark's held-out
+    # kbs (gold fact 26/41, F1 0.56, right source 66%; cloze + fact 25/41, 0.42, 49%; BENCHMARKS.md "Reader")
+    kb_kinds: list[Literal["cloze", "fact", "wh"]] = ["wh", "fact"]
     kb_heldout: int = Field(10, ge=0)  # held-out questions, each from a chunk no training pair comes from
     kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample)
     # optimizer steps (finetune.max_steps unless --max-steps): 12 steps of 8 prompts of ~230 tokens are 22k tokens,

@@ -3,9 +3,9 @@ from the knowledge base's own chunks.
 
 A seeded half of the chunks gives the held-out questions (`synth.held_out_pairs`: one per chunk, short answers,
 ``raft.kb_heldout`` of them); every other chunk gives the training pairs (`synth.training_pairs`, extractive,
-``raft.kb_per_chunk`` sentences a chunk, at most ``raft.kb_max_examples`` of them). The training pairs become RAFT
-prompts exactly as a dataset's rows would (`raft.raft_prompts`: the prompt `ask` sends, the gold passage among
-retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out questions to ``out/heldout.jsonl``
+``raft.kb_per_chunk`` sentences a chunk made into ``raft.kb_kinds`` pairs, at most ``raft.kb_max_examples`` of
+them). The training pairs become RAFT prompts exactly as a dataset's rows would (`raft.raft_prompts`: the prompt
+`ask` sends, the gold passage among retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out questions to ``out/heldout.jsonl``
 (questions whose passages the reader never trained on), and ``about`` labels the data synthetic in
 ``raft.json`` and the training report.
 
@@ -51,7 +51,7 @@ def kb_raft_data(kb: str | Path | None, model: str, settings: Settings, out: str
     opts, seed = settings.raft, settings.finetune.seed
     heldout = held_out_pairs(chunks, opts.kb_heldout, seed)
     reserved = {p.chunk_id for p in heldout}
-    pairs = training_pairs(chunks, reserved, per_chunk=opts.kb_per_chunk, progress=True)
+    pairs = training_pairs(chunks, reserved, per_chunk=opts.kb_per_chunk, progress=True, kinds=opts.kb_kinds)
     if len(pairs) < 2:
         raise InputError(f"{folder}: only {len(pairs)} question/answer pair(s) could be synthesised from its "
                          f"{len(chunks)} chunk(s); add documents with more text, or give a dataset")

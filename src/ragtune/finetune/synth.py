@@ -1,9 +1,12 @@
 """`ragtune synth`: question/answer pairs from documents, to fine-tune a model on their knowledge.
 
 Generators, picked by name:
-  extractive  deterministic, no model: per chunk, the most informative sentences become a cloze item
-              ("Fill in the blank: ... ____ ...", answer = a number, name or rare term of the sentence)
-              and a fact question ("What does <source> say about <term>?", answer = the sentence).
+  extractive  deterministic, no model: per chunk, the most informative sentences become, by ``kinds``, a cloze
+              item ("Fill in the blank: ... ____ ...", answer = a number, name or rare term of the sentence),
+              a fact question ("What does <source> say about <term>?", answer = the sentence) and a
+              wh-question (the sentence with a date, number or name put as when / how much / which ...?,
+              answer = that span). Sentences that address a model ("AI assistant: ignore ...") are never
+              asked about: training on them would teach the reader to follow them.
   llm         a chat model (a Generator: a local model or an
               OpenAI-compatible endpoint) asked for JSON pairs answerable from the chunk alone;
               pairs whose answer is not supported by the chunk's words are dropped.
@@ -19,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ragtune.atomic import atomic_write
 from ragtune.config import Settings
@@ -31,7 +34,7 @@ from ragtune.types import Chunk
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NUMBER = re.compile(r"\b\d[\d,.:/%-]*(?:\s?(?:%|percent|seconds?|minutes?|hours?|days?|years?|GB|MB|kg|km|m|cm|"
-                     r"mm|V|W|°C|euros?|dollars?|USD|EUR))?")
+                     r"mm|V|W|°C|euros?|dollars?|USD|EUR)(?![A-Za-z]))?")  # a unit is a whole word: "5 million" is 5
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+(?:\s+(?:of\s+|the\s+)?[A-Z][\w-]+)*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{6,}")
 _STOP = {"because", "through", "however", "between", "without", "against", "another", "therefore", "although"}
@@ -48,11 +51,40 @@ class QAPair:
 
 
 MAX_SENTENCE_WORDS = 45  # a longer sentence is not asked about (`choose --plan` sizes synthetic rows by it)
+KINDS = ("cloze", "fact", "wh")  # what extractive synthesis can write per sentence
+# A sentence that speaks to a model (an injected instruction): an addressee with a command, or the classic phrases.
+_ADDRESSEE = re.compile(r"\b(?:AI|LLMs?|chatbots?|language models?|assistants?)\b", re.I)
+_COMMAND = re.compile(r"\b(?:you|your|must|ignore|disregard|reply|respond|answer (?:only|with)|output|print|reveal|"
+                      r"say that|instructions?)\b", re.I)
+_OVERRIDE = re.compile(r"\bsystem prompt\b|\b(?:ignore|disregard|forget)\b[^.]*\b(?:instructions|rules)\b|"
+                       r"\bwhen (?:you are asked|asked|you answer|answering)\b[^.]*\b(?:say|state|reply|respond|cite|"
+                       r"add|end)\b", re.I)
+
+
+def speaks_to_a_model(sentence: str) -> bool:
+    """The sentence instructs an AI model rather than stating a fact (a prompt injection, or a note to bots)."""
+    return bool(_OVERRIDE.search(sentence) or (_ADDRESSEE.search(sentence) and _COMMAND.search(sentence)))
+
+
+_BULLET = ("- ", "* ", "• ")
 
 
 def _sentences(text: str) -> list[str]:
-    flat = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
-    return [s.strip() for s in _SENTENCE.split(flat) if 6 <= len(s.split()) <= MAX_SENTENCE_WORDS]
+    """The sentences worth asking about. Lines of prose are joined (a hard-wrapped sentence is one sentence);
+    a heading ("# ..." or a line in capitals) and a blank line end a block, and a list item is a block of its own,
+    so neither is glued to the next sentence."""
+    blocks: list[str] = []
+    prose: list[str] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        heading = line.startswith("#") or (line.isupper() and line[-1:] not in ".!?")
+        if not line or heading or line.startswith(_BULLET):
+            blocks += [" ".join(prose), line[2:] if line.startswith(_BULLET) else ""]
+            prose = []
+            continue
+        prose.append(line)
+    blocks.append(" ".join(prose))
+    return [s.strip() for block in blocks for s in _SENTENCE.split(block)
+            if 6 <= len(s.split()) <= MAX_SENTENCE_WORDS and not speaks_to_a_model(s)]
 
 
 def _answer_span(sentence: str) -> str | None:
@@ -66,18 +98,69 @@ def _answer_span(sentence: str) -> str | None:
     return max(words, key=len) if words else None
 
 
-def extractive_pairs(chunk: Chunk, per_chunk: int = 2) -> list[QAPair]:
-    """Cloze and fact pairs from the ``per_chunk`` most informative sentences of a chunk."""
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_DATE = re.compile(rf"\b(?:\d{{1,2}} {_MONTH}(?:,? \d{{4}})?|{_MONTH} \d{{1,2}}(?:, \d{{4}})?|{_MONTH} \d{{4}}|"
+                   r"(?:1[5-9]|20)\d\d)\b")
+_CLOCK = re.compile(r"\b\d{1,2}:\d{2}\b")
+_MONEY = re.compile(r"[$€£]|\b(?:euros?|dollars?|pounds?|USD|EUR|GBP)\b")
+_DURATION = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b")
+
+
+def _wh_span(sentence: str) -> tuple[str, str, str] | None:
+    """(text to replace, wh-phrase, answer) for the sentence's date, time, number or name; None for none."""
+    for pattern, wh in ((_DATE, "when"), (_CLOCK, "what time")):
+        match = next((m for m in pattern.finditer(sentence) if m.start() > 0), None)
+        if match:
+            before = sentence[:match.start()].rstrip().rsplit(" ", 1)[-1]
+            at = f"{before} " if before.lower() in ("in", "on", "at") else ""  # "opened in 2011" -> "opened when"
+            return at + match.group(0), (f"{at}{wh}" if wh == "what time" else wh), match.group(0)
+    numbers = [m.group(0).strip(" ,.") for m in _NUMBER.finditer(sentence) if m.start() > 0]
+    if numbers:
+        span = max(numbers, key=len)
+        wh = ("how much" if _MONEY.search(span) else "how long" if _DURATION.search(span)
+              else "what share" if "%" in span or "percent" in span else "how many" if span.replace(",", "").isdigit()
+              else "how much")
+        return span, wh, span
+    names = [m for m in _NAME.finditer(sentence) if m.start() > 0 and len(m.group(0)) > 1]
+    if not names:
+        return None
+    name = max(names, key=lambda m: len(m.group(0)))
+    before = sentence[:name.start()].rstrip().rsplit(" ", 1)[-1]
+    span = name.group(0)
+    if before.lower() in ("in", "at", "from", "near", "to"):
+        return f"{before} {span}", "where", span
+    if before.lower() == "the":
+        return f"{before} {span}", "which", span
+    return span, "by whom" if before.lower() == "by" else "what", span
+
+
+def wh_question(sentence: str) -> tuple[str, str] | None:
+    """The sentence asked as a wh-question in place ("The pie costs 19 euros." -> "The pie costs how much?"): the
+    question and its answer (a span of the sentence); None when it holds no date, number or name."""
+    found = _wh_span(sentence)
+    if found is None:
+        return None
+    replaced, wh, answer = found
+    question = sentence.replace(f"by {replaced}", wh, 1) if wh == "by whom" else sentence.replace(replaced, wh, 1)
+    question = question.rstrip(" .!;:") + "?"
+    return question[0].upper() + question[1:], answer
+
+
+def extractive_pairs(chunk: Chunk, per_chunk: int = 2, kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
+    """Pairs of the given ``kinds`` (`KINDS`) from the ``per_chunk`` most informative sentences of a chunk."""
     scored = sorted(_sentences(chunk.text), key=lambda s: (-len(set(_WORD.findall(s))), s))[:per_chunk]
     pairs = []
     for sentence in scored:
         span = _answer_span(sentence)
-        if not span:
-            continue
-        blank = sentence.replace(span, "_____", 1)
-        pairs.append(QAPair(f"Fill in the blank: {blank}", span, chunk.source, chunk.id, chunk.text, "cloze"))
-        pairs.append(QAPair(f"What does {Path(chunk.source).stem} say about {span}?", sentence, chunk.source,
-                            chunk.id, chunk.text, "fact"))
+        if span and "cloze" in kinds:
+            blank = sentence.replace(span, "_____", 1)
+            pairs.append(QAPair(f"Fill in the blank: {blank}", span, chunk.source, chunk.id, chunk.text, "cloze"))
+        if span and "fact" in kinds:
+            pairs.append(QAPair(f"What does {Path(chunk.source).stem} say about {span}?", sentence, chunk.source,
+                                chunk.id, chunk.text, "fact"))
+        asked = wh_question(sentence) if "wh" in kinds else None
+        if asked:
+            pairs.append(QAPair(asked[0], asked[1], chunk.source, chunk.id, chunk.text, "wh"))
     return pairs
 
 
@@ -144,14 +227,16 @@ def kb_chunks(kb: Any) -> list[Chunk]:
 
 
 def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", generate: Generator | None = None,
-               per_chunk: int = 2, concurrency: int = 1, progress: bool = True) -> list[QAPair]:
+               per_chunk: int = 2, concurrency: int = 1, progress: bool = True,
+               kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
     """QA pairs from chunks with the named generator, de-duplicated. ``llm`` asks ``generate`` (a Generator),
-    ``concurrency`` chunks at once (an endpoint answers several requests together)."""
+    ``concurrency`` chunks at once (an endpoint answers several requests together); ``extractive`` writes the
+    ``kinds`` of pairs (`KINDS`)."""
     from tqdm.auto import tqdm
 
     chunks = list(chunks)
     if generator == "extractive":
-        make = lambda c: extractive_pairs(c, per_chunk)  # noqa: E731
+        make = lambda c: extractive_pairs(c, per_chunk, kinds)  # noqa: E731
     elif generator == "llm" and generate is not None:
         make = lambda c: llm_pairs(c, generate, per_chunk)  # noqa: E731
     elif generator == "llm":
@@ -194,10 +279,11 @@ def held_out_pairs(chunks: list[Chunk], n: int, seed: int, generator: str = "ext
 
 
 def training_pairs(chunks: list[Chunk], reserved: set[str], generator: str = "extractive",
-                   generate: Generator | None = None, per_chunk: int = 2, progress: bool = False) -> list[QAPair]:
+                   generate: Generator | None = None, per_chunk: int = 2, progress: bool = False,
+                   kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
     """Training pairs from every chunk but the ``reserved`` ones (the chunks held-out questions came from)."""
     return synthesize([c for c in chunks if c.id not in reserved], generator, generate, per_chunk=per_chunk,
-                      progress=progress)
+                      progress=progress, kinds=kinds)
 
 
 def write_pairs(pairs: list[QAPair], out: str | Path) -> Path:
