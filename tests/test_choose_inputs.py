@@ -49,6 +49,16 @@ def test_each_input_redoes_the_stages_made_from_it(tmp_path):
     assert stale({}, docs_now, ALL, set()) == ([], [])  # a first run, or one recorded before fingerprints
 
 
+def test_settings_no_stage_reads_redo_nothing(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "qa.jsonl").write_text("{}")
+    before = _prints(tmp_path)
+    for unread in ({"serve": {"port": 9000}}, {"raft": {"kb_kinds": ["cloze"], "kb_max_steps": 40}}):
+        assert _prints(tmp_path, settings=Settings(**unread)) == before  # `finetune --kb KB --raft` or `serve` only
+    changed, redo = stale(before, _prints(tmp_path, settings=Settings(raft={"distractors": 1})), ALL, set())
+    assert changed == ["settings"] and "raft" in redo  # what choose's RAFT stage reads still counts
+
+
 def test_dropping_a_stage_removes_only_what_choose_wrote_for_it(tmp_path):
     for name in ("finetuned/checkpoints", "raft", "tune", "kb", "mine"):
         (tmp_path / name).mkdir(parents=True)

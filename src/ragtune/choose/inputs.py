@@ -1,7 +1,7 @@
 """What a `ragtune choose` stage was made from, so a re-run redoes exactly the stages whose inputs changed.
 
 Each input gets a fingerprint: DOCS by (relative path, size, sha256) per file, the QA and training files the
-same way, the settings by their effective values. A file is read only when its size or mtime differs from what
+same way, the settings by their effective values (but those no stage reads). A file is read only when its size or mtime differs from what
 the last run recorded (``choose.json`` ``files``), so a re-run costs a directory walk, and a copied, checked-out
 or touched folder with the same contents is not taken for new data. ``choose.json`` keeps them under ``inputs``; `stale` maps changed inputs to the stages that
 depend on them (`DEPENDS`), and `drop` removes those stages' records and the outputs choose wrote for them (never
@@ -89,6 +89,8 @@ def fingerprints(docs: list[Path], qa: Path | None, train: Path | None, settings
     dump = settings.model_dump(mode="json")
     indexing = {k: dump.pop(k) for k in ("chunking", "embedder", "store")}
     dump.pop("serve", None)
+    # settings no stage reads (`serve`; raft.kb_*, read by `finetune --kb KB --raft` alone) change nothing here
+    dump["raft"] = {k: v for k, v in dump.get("raft", {}).items() if not k.startswith("kb_")}
     prints = {"docs": content_digest(docs, known, seen),
               "qa": content_digest([qa], known, seen) if qa else digest(None),
               "train": content_digest([train], known, seen) if train else digest(None), "indexing": digest(indexing),
