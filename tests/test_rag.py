@@ -9,7 +9,7 @@ from ragtune.models.base import Generator
 from ragtune.models.generators import TransformersGenerator
 from ragtune.models.loading import load_model_and_tokenizer
 from ragtune.models.prompts import ABSTAIN_TEXT
-from ragtune.rag import RAG, cite, infer_citations
+from ragtune.rag import RAG, cite, claimed, infer_citations
 from ragtune.types import Answer, Hit
 
 HITS = [
@@ -254,3 +254,26 @@ def test_an_unknown_template_is_a_config_error_naming_the_choices(monkeypatch):
 
         load_settings()
     assert "rag.template" in str(info.value) and "'sandwich'" in str(info.value)
+
+
+def test_a_written_citation_whose_passage_lacks_the_claim_gives_way_to_the_passage_that_holds_it():
+    # a small model's habit: the right answer beside the wrong number
+    answer = RAG(ListKB(HITS), ScriptedGenerator("The warranty lasts 30 months [2].")).ask("q", k=3)
+    assert [(c.n, c.source, c.inferred) for c in answer.citations] == [(1, "warranty.txt", True)]
+    # each marker is checked against the words before it: two claims, two passages, both kept as written
+    both = RAG(ListKB(HITS), ScriptedGenerator("Hold the cap to reset it [2]; the warranty lasts 30 months [1].")
+               ).ask("q", k=3)
+    assert [(c.n, c.inferred) for c in both.citations] == [(2, False), (1, False)]
+    # wrong, and no passage holds the claim: no citation rather than a false one
+    assert RAG(ListKB(HITS), ScriptedGenerator("Bananas are yellow [1].")).ask("q", k=3).citations == []
+    # nothing to check ("Yes", a marker alone): taken as written
+    assert [c.n for c in RAG(ListKB(HITS), ScriptedGenerator("Yes [3]")).ask("q", k=3).citations] == [3]
+
+
+def test_claimed_reads_the_words_on_either_side_of_each_marker():
+    assert claimed("Reset by holding the cap [2]; 30 months [1, 2] [3]") == {
+        2: ["Reset by holding the cap ", "; 30 months ", "; 30 months ", " "], 1: ["; 30 months ", " "],
+        3: [" ", ""]}
+    # a model that writes the marker first ("The answer is: [1] ...") cites what follows it
+    answer = RAG(ListKB(HITS), ScriptedGenerator("The answer is: [1] the warranty lasts 30 months.")).ask("q", k=3)
+    assert [(c.n, c.inferred) for c in answer.citations] == [(1, False)]

@@ -153,7 +153,8 @@ class RaftSettings(Section):
     # `ragtune finetune --kb KB --raft` with no dataset: pairs synthesised from the knowledge base's own chunks
     kb_per_chunk: int = Field(4, ge=1)  # sentences per chunk made into pairs (one of each of kb_kinds)
     # the pairs made (synth.KINDS): wh-questions and fact questions read best on the reader benchmark's held-out
-    # kbs (gold fact 26/41, F1 0.56, right source 66%; cloze + fact 25/41, 0.42, 49%; BENCHMARKS.md "Reader")
+    # kbs (gold fact 26/41, F1 0.56, right source 66%; cloze + fact 25/41, 0.42, 49%, in one run; BENCHMARKS.md
+    # "Reader: RAFT from a knowledge base, synthesis fixed, wh-questions")
     kb_kinds: list[Literal["cloze", "fact", "wh"]] = ["wh", "fact"]
     kb_heldout: int = Field(10, ge=0)  # held-out questions, each from a chunk no training pair comes from
     kb_max_examples: int = Field(64, ge=1)  # training pairs at most (a seeded sample)

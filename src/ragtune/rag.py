@@ -134,7 +134,10 @@ class RAG:
         text = text.strip()
         if prepared.abstained:
             return Answer(text=text, hits=prepared.hits, abstained=True)
-        citations = cite(text, prepared.hits)
+        # a written [n] whose passage does not hold the answer's words is not kept: small models often put the
+        # right answer beside the wrong number; then, as when nothing was cited, the passages the words come from
+        claims = claimed(text)
+        citations = [c for c in cite(text, prepared.hits) if backed(claims[c.n], c.text)]
         if not citations and prepared.hits and not is_abstention(text):
             citations = infer_citations(text, prepared.hits)
         return Answer(text=text, citations=citations, hits=prepared.hits)
@@ -192,19 +195,52 @@ def cite(text: str, hits: list[Hit]) -> list[Citation]:
     return list(seen.values())
 
 
-def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation]:
-    """When the model cited nothing: the passages sharing the most content words with the answer.
+SUPPORT = 0.3  # share of an answer's content words a passage must hold to back it: below it, mostly chance
 
-    Small models (135M) often answer correctly but drop the [n]. These citations are marked
-    ``inferred=True``: they say where the answer's words come from, not what the model claimed.
+
+def _answer_words(text: str) -> set[str]:
+    return content_words(CITATION.sub(" ", text))  # the markers' numbers are not the answer's words
+
+
+def claimed(text: str) -> dict[int, list[str]]:
+    """What each [n] of ``text`` may stand behind: per marker, the words since the previous marker and the words
+    up to the next one ("The answer is: [2] Backups run every 6 hours." cites what follows it)."""
+    markers = list(CITATION.finditer(text))
+    claims: dict[int, list[str]] = {}
+    for i, match in enumerate(markers):
+        before = text[markers[i - 1].end() if i else 0:match.start()]
+        after = text[match.end():markers[i + 1].start() if i + 1 < len(markers) else len(text)]
+        for number in re.split(r"[,;]", match.group(1)):
+            claims.setdefault(int(number), []).extend([before, after])
+    return claims
+
+
+def backed(claims: list[str], passage: str) -> bool:
+    """The passage holds at least `SUPPORT` of the content words of one of the claims; claims with no content
+    words ("Yes [2]", a bare "[2]") cannot be checked, and a citation with nothing else is taken as written."""
+    worded = [claim for claim in claims if _answer_words(claim)]
+    return not worded or any(supports(claim, passage) for claim in worded)
+
+
+def supports(claim: str, passage: str) -> bool:
+    """The passage holds at least `SUPPORT` of the claim's content words."""
+    words = _answer_words(claim)
+    return bool(words) and len(words & content_words(passage)) / len(words) >= SUPPORT
+
+
+def infer_citations(text: str, hits: list[Hit], limit: int = 2) -> list[Citation]:
+    """When the model cited nothing it could be held to: the passages sharing the most content words with the answer.
+
+    Small models (135M) often answer correctly but drop the [n], or write the wrong one. These citations are
+    marked ``inferred=True``: they say where the answer's words come from, not what the model claimed.
     """
-    words = content_words(text)
+    words = _answer_words(text)
     if not words:
         return []
     scored = []
     for n, hit in enumerate(hits, start=1):
         share = len(words & content_words(hit.text)) / len(words)
-        if share >= 0.3:  # below this the overlap is mostly chance
+        if share >= SUPPORT:
             scored.append((share, n, hit))
     if not scored:
         return []

@@ -47,7 +47,7 @@ class Citation:
     source: str
     text: str
     score: float = 0.0
-    inferred: bool = False  # the model cited nothing; this passage was picked by word overlap with the answer
+    inferred: bool = False  # the model cited nothing it could be held to; picked by word overlap with the answer
 
 
 @dataclass

@@ -71,13 +71,15 @@ _BULLET = ("- ", "* ", "• ")
 
 def _sentences(text: str) -> list[str]:
     """The sentences worth asking about. Lines of prose are joined (a hard-wrapped sentence is one sentence);
-    a heading ("# ..." or a line in capitals) and a blank line end a block, and a list item is a block of its own,
-    so neither is glued to the next sentence."""
+    a heading (`compress.is_heading`, as context compression sees one) and a blank line end a block, and a list
+    item is a block of its own, so neither is glued to the next sentence."""
+    from ragtune.index.compress import is_heading
+
     blocks: list[str] = []
     prose: list[str] = []
-    for line in (raw.strip() for raw in text.splitlines()):
-        heading = line.startswith("#") or (line.isupper() and line[-1:] not in ".!?")
-        if not line or heading or line.startswith(_BULLET):
+    lines = [raw.strip() for raw in text.splitlines()]
+    for line, following in zip(lines, lines[1:] + [""]):
+        if not line or is_heading(line, following) or line.startswith(_BULLET):
             blocks += [" ".join(prose), line[2:] if line.startswith(_BULLET) else ""]
             prose = []
             continue
