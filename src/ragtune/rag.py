@@ -134,7 +134,7 @@ class RAG:
         text = text.strip()
         if prepared.abstained:
             return Answer(text=text, hits=prepared.hits, abstained=True)
-        # a written [n] whose passage does not hold the answer's words is not kept: small models often put the
+        # a written [n] whose passage holds no claim beside its marker is not kept: small models often put the
         # right answer beside the wrong number; then, as when nothing was cited, the passages the words come from
         claims = claimed(text)
         citations = [c for c in cite(text, prepared.hits) if backed(claims[c.n], c.text)]

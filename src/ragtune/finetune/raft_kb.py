@@ -5,9 +5,9 @@ A seeded half of the chunks gives the held-out questions (`synth.held_out_pairs`
 ``raft.kb_heldout`` of them); every other chunk gives the training pairs (`synth.training_pairs`, extractive,
 ``raft.kb_per_chunk`` sentences a chunk made into ``raft.kb_kinds`` pairs, at most ``raft.kb_max_examples`` of
 them). The training pairs become RAFT prompts exactly as a dataset's rows would (`raft.raft_prompts`: the prompt
-`ask` sends, the gold passage among retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out questions to ``out/heldout.jsonl``
-(questions whose passages the reader never trained on), and ``about`` labels the data synthetic in
-``raft.json`` and the training report.
+`ask` sends, the gold passage among retrieved distractors). The pairs go to ``out/synthetic.jsonl``, the held-out
+questions to ``out/heldout.jsonl`` (questions whose passages the reader never trained on), and ``about`` labels
+the data synthetic in ``raft.json`` and the training report.
 
     data = kb_raft_data("kb", "smollm2", settings, "runs/raft")
     FineTuner("smollm2", settings=settings.finetune).fit(data.train, data.validation, "runs/raft", about=data.about)

@@ -52,6 +52,7 @@ class QAPair:
 
 MAX_SENTENCE_WORDS = 45  # a longer sentence is not asked about (`choose --plan` sizes synthetic rows by it)
 KINDS = ("cloze", "fact", "wh")  # what extractive synthesis can write per sentence
+DEFAULT_KINDS = ("cloze", "fact")  # what `synth` and `choose` train on (`raft.kb_kinds` sets finetune --kb --raft's)
 # A sentence that speaks to a model (an injected instruction): an addressee with a command, or the classic phrases.
 _ADDRESSEE = re.compile(r"\b(?:AI|LLMs?|chatbots?|language models?|assistants?)\b", re.I)
 _COMMAND = re.compile(r"\b(?:you|your|must|ignore|disregard|reply|respond|answer (?:only|with)|output|print|reveal|"
@@ -148,7 +149,7 @@ def wh_question(sentence: str) -> tuple[str, str] | None:
     return question[0].upper() + question[1:], answer
 
 
-def extractive_pairs(chunk: Chunk, per_chunk: int = 2, kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
+def extractive_pairs(chunk: Chunk, per_chunk: int = 2, kinds: Sequence[str] = DEFAULT_KINDS) -> list[QAPair]:
     """Pairs of the given ``kinds`` (`KINDS`) from the ``per_chunk`` most informative sentences of a chunk."""
     scored = sorted(_sentences(chunk.text), key=lambda s: (-len(set(_WORD.findall(s))), s))[:per_chunk]
     pairs = []
@@ -230,7 +231,7 @@ def kb_chunks(kb: Any) -> list[Chunk]:
 
 def synthesize(chunks: Iterable[Chunk], generator: str = "extractive", generate: Generator | None = None,
                per_chunk: int = 2, concurrency: int = 1, progress: bool = True,
-               kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
+               kinds: Sequence[str] = DEFAULT_KINDS) -> list[QAPair]:
     """QA pairs from chunks with the named generator, de-duplicated. ``llm`` asks ``generate`` (a Generator),
     ``concurrency`` chunks at once (an endpoint answers several requests together); ``extractive`` writes the
     ``kinds`` of pairs (`KINDS`)."""
@@ -282,7 +283,7 @@ def held_out_pairs(chunks: list[Chunk], n: int, seed: int, generator: str = "ext
 
 def training_pairs(chunks: list[Chunk], reserved: set[str], generator: str = "extractive",
                    generate: Generator | None = None, per_chunk: int = 2, progress: bool = False,
-                   kinds: Sequence[str] = ("cloze", "fact")) -> list[QAPair]:
+                   kinds: Sequence[str] = DEFAULT_KINDS) -> list[QAPair]:
     """Training pairs from every chunk but the ``reserved`` ones (the chunks held-out questions came from)."""
     return synthesize([c for c in chunks if c.id not in reserved], generator, generate, per_chunk=per_chunk,
                       progress=progress, kinds=kinds)
