@@ -1,9 +1,9 @@
 """What a `ragtune choose` stage was made from, so a re-run redoes exactly the stages whose inputs changed.
 
 Each input gets a fingerprint: DOCS by (relative path, size, sha256) per file, the QA and training files the
-same way, the settings by their effective values (but those no stage reads). A file is read only when its size or mtime differs from what
-the last run recorded (``choose.json`` ``files``), so a re-run costs a directory walk, and a copied, checked-out
-or touched folder with the same contents is not taken for new data. ``choose.json`` keeps them under ``inputs``; `stale` maps changed inputs to the stages that
+same way, the settings by their effective values (but those no stage reads). A file is read only when its size
+or mtime differs from what the last run recorded (``choose.json`` ``files``), so a re-run costs a directory walk,
+and a copied, checked-out or touched folder with the same contents is not taken for new data. ``choose.json`` keeps them under ``inputs``; `stale` maps changed inputs to the stages that
 depend on them (`DEPENDS`), and `drop` removes those stages' records and the outputs choose wrote for them (never
 anything else in ``--out``). ``--out`` is locked for the whole run with the knowledge base's writer lock.
 """
