@@ -96,6 +96,20 @@ def test_gold_share_and_distractor_count_hold_over_a_seeded_set():
     assert [e.messages for e in again] == [e.messages for e in examples]  # seeded: a resumed run rebuilds the same
 
 
+def test_absent_abstain_trains_a_prompt_without_the_gold_passage_to_abstain():
+    from ragtune.models.prompts import ABSTAIN_TEXT
+
+    settings = _whole_passages(distractors=2, gold_share=0.5)
+    examples, stats = raft_examples(_examples(40), WordKB(40), settings)
+    settings.raft.absent = "abstain"
+    abstaining, again = raft_examples(_examples(40), WordKB(40), settings)
+    assert [e.messages[:-1] for e in abstaining] == [e.messages[:-1] for e in examples]  # the same prompts
+    for plain, taught in zip(examples, abstaining):
+        cited = re.search(r"\[\d\]$", plain.messages[-1]["content"])
+        assert taught.messages[-1]["content"] == (plain.messages[-1]["content"] if cited else ABSTAIN_TEXT)
+    assert 0 < stats.gold_in_prompt == again.gold_in_prompt < 40  # both kinds of prompt were made
+
+
 class HalfKB(WordKB):
     """Retrieval that ranks the right passage first for even-numbered items and fourth for odd ones (for every
     item when ``always`` is set)."""

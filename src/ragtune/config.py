@@ -146,6 +146,9 @@ class RaftSettings(Section):
     # into the top retrieval.k for the training questions, within [0.5, 0.9] (the mix the model will be shown)
     gold_share: float | None = Field(None, ge=0.0, le=1.0)
     reasoning: bool = False  # the target quotes the supporting sentence before the answer
+    # what a prompt without the gold passage is trained to say: the answer (RAFT's setting: answer from what the
+    # model learned) or the abstention text (answer only from the passages)
+    absent: Literal["answer", "abstain"] = "answer"
     candidates: int = Field(20, ge=1)  # passages retrieved per question to find the gold one and the distractors
     # passes over the RAFT data (None: finetune.epochs). Three RAFT runs of 3 epochs reached their best validation
     # loss at 1.9-2.2 epochs and spent the rest waiting out early stopping; 2 epochs scored as well (BENCHMARKS.md)

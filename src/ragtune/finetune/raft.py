@@ -3,9 +3,10 @@
 For each question ragtune's own retriever supplies the distractors: the best-ranked passages that do not hold the
 answer. With probability ``gold_share`` the gold passage joins them at a random position and the target cites it
 as ``[n]``; otherwise the prompt holds distractors only and the target is still the gold answer (RAFT's setting
-that teaches the model to fall back on what it knows). Unset, ``gold_share`` is measured: the share of training
-questions whose answer the retriever itself brings into the top ``retrieval.k`` (`natural_share`), so the model
-trains on the mix of prompts it will be shown. Prompts are built by `RAG.build`, the function that builds
+that teaches the model to fall back on what it knows; with ``absent = "abstain"`` the target is then the
+abstention text, which teaches it to answer from the passages only). Unset, ``gold_share`` is measured: the share
+of training questions whose answer the retriever itself brings into the top ``retrieval.k`` (`natural_share`),
+so the model trains on the mix of prompts it will be shown. Prompts are built by `RAG.build`, the function that builds
 them at answer time, so training and inference see the same bytes for the same passages.
 
     examples, stats = raft_examples(load_examples("qa.jsonl"), KnowledgeBase("kb"), settings)
@@ -25,6 +26,7 @@ from ragtune.config import RaftSettings, Settings
 from ragtune.errors import InputError
 from ragtune.metrics import holds_gold, normalize
 from ragtune.models.base import estimate_tokens
+from ragtune.models.prompts import ABSTAIN_TEXT
 from ragtune.rag import RAG, Retriever
 from ragtune.types import Example, Hit
 
@@ -102,7 +104,8 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
         rag = RAG(retriever, None, settings, instruction=instruction, count_tokens=count_tokens or estimate_tokens)
         prepared = rag.build(question, passages)
         n = next((i for i, h in enumerate(prepared.hits, 1) if with_gold and h.source == gold_source), None)
-        target = _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts.reasoning)
+        target = (ABSTAIN_TEXT if n is None and opts.absent == "abstain" else
+                  _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts.reasoning))
         out.append(Example(messages=prepared.messages + [{"role": "assistant", "content": target}],
                            source=example.source, line=example.line, gold_source=gold_source))
         stats.examples += 1
