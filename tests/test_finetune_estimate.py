@@ -19,12 +19,12 @@ def test_training_seconds_follow_the_runs_plan():
     assert training_seconds(80, small.model_copy(update={"min_steps": 30}), 1.0) == 30 * 8  # the floor counts
 
 
-def test_evaluations_count_validation_and_the_train_probe_as_forward_passes():
+def test_evaluations_count_the_validation_examples_as_forward_passes():
     s = FinetuneSettings(batch_size=4, gradient_accumulation=2, epochs=2, min_steps=0, eval_every=3)
-    # 20 steps, evaluated at 3, 6, ..., 18 and at the last: 7 times, each 5 validation + 5 probe examples
-    assert training_seconds(80, s, 1.0, validation_examples=5) == 20 * 8 + 7 * 10 * FORWARD_SHARE
+    # 20 steps, evaluated at 3, 6, ..., 18 and at the last: 7 times, each 5 validation examples
+    assert training_seconds(80, s, 1.0, validation_examples=5) == 20 * 8 + 7 * 5 * FORWARD_SHARE
     capped = s.model_copy(update={"eval_max_examples": 2})
-    assert training_seconds(80, capped, 1.0, validation_examples=5) == 20 * 8 + 7 * 4 * FORWARD_SHARE
+    assert training_seconds(80, capped, 1.0, validation_examples=5) == 20 * 8 + 7 * 2 * FORWARD_SHARE
 
 
 def test_a_training_pass_is_timed_through_the_trainers_step_and_grows_with_the_prompt(tiny_lm_dir):

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from ragtune.finetune.encode import IGNORE, encode_chat
-from ragtune.finetune.train import FineTuner
+from ragtune.finetune.train import FineTuner, interval_loss
 
 COLOURS = ["red", "blue", "green", "amber"]
 
@@ -72,6 +72,12 @@ def test_training_learns_and_writes_a_loadable_adapter(tiny_lm_dir, colour_data,
     assert result.steps == 30 and [e["step"] for e in evals] == [4, 8, 12, 16, 20, 24, 28, 30]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.3  # a random model learns the colour answers
     assert result.best_val_loss == min(e["val_loss"] for e in evals)
+    # each evaluation's train loss is the loss the optimizer saw since the evaluation before, per answer token
+    hist = result.report["history"]
+    steps_8 = [h for h in hist if 4 < h["step"] <= 8]
+    assert evals[1]["train_loss"] == pytest.approx(
+        sum(h["loss"] * h["answer_tokens"] for h in steps_8) / sum(h["answer_tokens"] for h in steps_8))
+    assert evals[-1]["train_loss"] < evals[0]["train_loss"]
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json", "model_card.md",
                  "training_report.json", "loss.png"):
         assert (out / name).is_file(), name
@@ -182,6 +188,15 @@ def test_raw_documents_train_as_continued_pretraining(tiny_lm_dir, tmp_path):
     data = result.report["data"]
     assert data["train_examples"] + data["validation_examples"] == 6 and data["validation_examples"] == 1
     assert result.report["evaluations"] and (tmp_path / "cpt" / "adapter_model.safetensors").is_file()
+
+
+def test_interval_loss_weighs_the_steps_since_the_last_evaluation_by_their_answer_tokens():
+    hist = [{"step": 1, "loss": 9.0, "answer_tokens": 5}, {"step": 2, "loss": 1.0, "answer_tokens": 30},
+            {"step": 3, "loss": 2.0, "answer_tokens": 10}]
+    assert interval_loss(hist, since=1) == pytest.approx((1.0 * 30 + 2.0 * 10) / 40)
+    assert interval_loss(hist, since=0) == pytest.approx((9.0 * 5 + 30 + 20) / 45)
+    old = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 1.0}]  # a checkpoint from before answer_tokens was kept
+    assert interval_loss(old, since=0) == pytest.approx(2.0)
 
 
 def test_report_flags_overfitting_and_the_gap():

@@ -130,7 +130,7 @@ class FinetuneSettings(Section):
     keep_checkpoints: int = Field(2, ge=1)  # newest resumable checkpoints kept on disk
     merge: bool = False  # also write merged/ (a plain HF folder) after LoRA training
     loss_on: Literal["answer", "all"] = "answer"  # "answer": prompt tokens do not count toward the loss
-    eval_max_examples: int = Field(256, ge=1)  # cap on validation (and train-loss probe) examples per evaluation
+    eval_max_examples: int = Field(256, ge=1)  # cap on validation examples per evaluation
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16
     # warn when validation loss ends this many times above its best, or the gap is this wide
     overfit_ratio: float = Field(1.25, ge=1)

@@ -199,10 +199,3 @@ def checkpointing(model, on: bool) -> Iterator[None]:
     finally:
         (getattr(inner, "activation_checkpointing_disable", None) or inner.gradient_checkpointing_disable)()
         inner.disable_input_require_grads()  # the hook enabling added on the embeddings
-
-
-def train_probe(train: list[Encoded], n: int, cap: int, seed: int) -> list[Encoded]:
-    """A fixed sample of training examples, scored like validation so the gap compares like with like."""
-    idx = list(range(len(train)))
-    random.Random(seed + 7).shuffle(idx)
-    return [train[i] for i in sorted(idx[:min(n, cap)])]

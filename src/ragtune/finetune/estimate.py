@@ -5,7 +5,7 @@ One training example of the run's size is put through the trainer's own step (`b
 forward and backward, with the activation budget and checkpointing the run will use) on the model as it will be
 trained (fp32, LoRA-wrapped); the second pass is timed, the first warms up. A run is its planned steps
 (`train.plan_run`, as the run plans them) x the examples of a global batch x that time, plus its evaluations
-(validation and train-probe losses, a forward pass each, counted as a third of a training pass). Model loading
+(the validation examples' loss, a forward pass each, counted as a third of a training pass). Model loading
 and checkpoint writing are not counted, and early stopping can end a run sooner.
 
 Timing the generator's prefill instead (what this module did before) read a third of the real time: the
@@ -79,7 +79,7 @@ def example_seconds(model_spec: str, settings: FinetuneSettings, prompts: list[l
 def training_seconds(train_examples: int, settings: FinetuneSettings, per_example: float,
                      validation_examples: int = 0) -> float:
     """Seconds the run would train on ``train_examples`` examples at ``per_example`` seconds per training pass,
-    its evaluations of ``validation_examples`` (and as many train-probe examples) included."""
+    its evaluations of ``validation_examples`` included."""
     from ragtune.finetune.train import plan_run
 
     plan = plan_run(max(train_examples, 1), settings, 1)
@@ -87,5 +87,5 @@ def training_seconds(train_examples: int, settings: FinetuneSettings, per_exampl
     if validation_examples <= 0:
         return steps
     evaluations = -(-plan.total // plan.eval_every)  # every eval_every steps, and at the last
-    looked_at = 2 * min(validation_examples, settings.eval_max_examples)  # validation + the train probe
+    looked_at = min(validation_examples, settings.eval_max_examples)
     return steps + evaluations * looked_at * per_example * FORWARD_SHARE

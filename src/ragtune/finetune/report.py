@@ -5,8 +5,9 @@ The report's schema is kept here, written by `write_report` and read back by `re
 ``warnings``, and ``data.train_examples``; ``data.synthetic`` is true (with ``data.origin`` saying from what) when
 the training pairs were synthesised, not written by a person (`finetune --kb KB --raft` with no dataset).
 
-Generalisation gap = validation loss − train loss, both measured the same way (mean loss per answer
-token, in eval mode) at the best checkpoint. Overfitting is flagged when validation loss ends
+Generalisation gap = validation loss − train loss at the best checkpoint, both mean loss per answer token: the
+validation loss measured there (eval mode), the train loss the optimizer saw over the steps since the evaluation
+before (`train.interval_loss`). Overfitting is flagged when validation loss ends
 ``overfit_ratio`` times above its best while train loss kept falling, or when validation loss is
 ``overfit_ratio`` times the train loss at the best checkpoint.
 """
@@ -101,7 +102,7 @@ def plot_losses(report: dict[str, Any], path: Path) -> None:
     evals = report["evaluations"]
     if evals:
         steps = [e["step"] for e in evals]
-        ax.plot(steps, [e["train_loss"] for e in evals], "o-", color="tab:blue", label="train (eval)")
+        ax.plot(steps, [e["train_loss"] for e in evals], "o-", color="tab:blue", label="train (since the last evaluation)")
         ax.plot(steps, [e["val_loss"] for e in evals], "o-", color="tab:orange", label="validation")
     if report.get("best"):
         ax.axvline(report["best"]["step"], color="gray", linestyle="--", label="best checkpoint")

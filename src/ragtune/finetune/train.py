@@ -34,7 +34,7 @@ from ragtune.atomic import atomic_write
 from ragtune.config import FinetuneSettings, load_settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.finetune import base, checkpoint, report
-from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss, train_probe
+from ragtune.finetune.batches import accumulate_gradients, global_batch, mean_loss
 from ragtune.finetune.data import dataset_hash, load_examples, split_examples
 from ragtune.finetune.divergence import check_divergence
 from ragtune.finetune.encode import Encoded, encode_examples, ensure_chat_template
@@ -74,7 +74,7 @@ class TrainState:
     best_val: float | None = None
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the best one (early stopping counts these)
-    history: list[dict[str, float]] = field(default_factory=list)  # step, loss, lr per optimizer step
+    history: list[dict[str, float]] = field(default_factory=list)  # step, loss, answer_tokens, lr per step
     evals: list[dict[str, float]] = field(default_factory=list)  # step, val_loss, train_loss per evaluation
     tokens: int = 0
     seconds: float = 0.0
@@ -107,7 +107,6 @@ class Data:
     val: list[Example]
     train_enc: list[Encoded]
     val_enc: list[Encoded]
-    probe: list[Encoded]  # a fixed sample of training examples, scored like validation
     stats: dict[str, int]
     about: dict[str, Any] = field(default_factory=dict)  # what the data is (e.g. synthetic), for the report
 
@@ -236,8 +235,7 @@ class FineTuner:
         if not train_enc:
             raise InputError(f"{name}: no example has an answer token within max_seq_tokens={s.max_seq_tokens}; "
                              "raise it")
-        probe = train_probe(train_enc, len(val_enc) or 32, s.eval_max_examples, s.seed)
-        return Data(name, train_ex, val_ex, train_enc, val_enc, probe, stats)
+        return Data(name, train_ex, val_ex, train_enc, val_enc, stats)
 
     def _resume(self, run: Run, start: Path) -> None:
         # another run's checkpoint (other data or settings) is refused before its weights touch the model
@@ -271,7 +269,8 @@ class FineTuner:
                 st.step += 1
                 loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
                 st.tokens += sum(len(e.input_ids) for e in chunk)
-                st.history.append({"step": st.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0]})
+                st.history.append({"step": st.step, "loss": loss, "answer_tokens": n_answer,
+                               "lr": run.scheduler.get_last_lr()[0]})
                 check_divergence([h["loss"] for h in st.history], plan.learning_rate)
                 tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
@@ -292,13 +291,14 @@ class FineTuner:
                         run.accelerator, self.settings.keep_checkpoints, {"best.safetensors": best})
 
     def _evaluate(self, run: Run) -> None:
-        """Validation and train-probe loss; keep the best weights; count evaluations without improvement."""
+        """Validation loss beside the training loss since the evaluation before (`interval_loss`); keep the best
+        weights; count evaluations without improvement."""
         s, st, acc = self.settings, run.state, run.accelerator
         pad_id = run.tokenizer.pad_token_id
         val = mean_loss(run.model, run.data.val_enc[:s.eval_max_examples], pad_id, acc, s.batch_size, run.bf16,
                         run.budget)
-        train = mean_loss(run.model, run.data.probe, pad_id, acc, s.batch_size, run.bf16, run.budget)
-        st.evals.append({"step": st.step, "val_loss": val, "train_loss": train})
+        since = st.evals[-1]["step"] if st.evals else 0
+        st.evals.append({"step": st.step, "val_loss": val, "train_loss": interval_loss(st.history, since)})
         if st.best_val is None or val < st.best_val - s.min_delta:
             st.best_val, st.best_step, st.bad_evals = val, st.step, 0
             if acc.is_main_process:
@@ -359,6 +359,16 @@ class FineTuner:
         keep = self.settings.model_dump(exclude={"save_every", "keep_checkpoints", "merge", "activation_memory_mb"})
         blob = json.dumps([self.model_spec, keep, dataset_hash(train), dataset_hash(val)], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def interval_loss(history: list[dict[str, float]], since: int) -> float:
+    """The training loss per answer token over the optimizer steps after step ``since``: what the optimizer
+    saw, as Hugging Face's Trainer logs it. It used to be a forward pass over a sample of training examples
+    at each evaluation, which cost as much as the validation pass and changed no weight (lora_dropout is 0 by
+    default, so the two differ only by the weights moving within the interval)."""
+    steps = [h for h in history if h["step"] > since] or history[-1:]
+    weights = [h.get("answer_tokens", 1) for h in steps]  # checkpoints from before the field weigh steps alike
+    return sum(h["loss"] * w for h, w in zip(steps, weights)) / max(sum(weights), 1)
 
 
 def _seed_everything(seed: int) -> None:
