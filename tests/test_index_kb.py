@@ -154,3 +154,25 @@ def test_interrupted_write_is_reconciled_on_open(tmp_path, docs, counting):
     assert len(reopened) == before and "ghost" not in reopened.store.ids()
     assert not reopened.manifest.interrupted
     assert sum(s.chunks for s in reopened.sources()) == before
+
+
+def test_tied_scores_retrieve_the_same_passages_whatever_order_the_store_returns_them_in(tmp_path, counting):
+    # LanceDB's full-text search returned equal BM25 scores in an order that changed between processes, at its
+    # cut-off too: the candidates, the fused ranking and RAFT's training prompts with them
+    import random
+
+    kb = _kb(tmp_path, counting)
+    kb.add_documents([Document(text="The relay in the cabinet trips at forty amps.", source=f"cabinet-{c}.txt")
+                      for c in "ABCDEFGH"])  # one text in eight files (templated docs hold many such)
+    store, shuffle = kb.store, random.Random(0)
+
+    def lexical_search(query, k, where=None, _inner=store.lexical_search):
+        hits = _inner(query, 100, where)  # eight chunks, one score: a store may cut the tie anywhere
+        shuffle.shuffle(hits)
+        return hits[:k]
+
+    store.lexical_search = lexical_search
+    assert len({h.score for h in store.lexical_search("relay amps", 8)}) == 1
+    runs = {tuple(h.id for h in kb.search("relay amps", k=3, mode="lexical")) for _ in range(6)}
+    assert len(runs) == 1
+    assert list(next(iter(runs))) == sorted(h.id for h in kb.search("relay amps", k=8, mode="lexical"))[:3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragtune.index.search import convex, rrf, single
+from ragtune.index.search import convex, rrf, settled, single
 from ragtune.index.stores.base import StoredHit
 
 
@@ -55,3 +55,9 @@ def test_empty_and_single_inputs():
     assert len(only) == 1 and only[0].score == pytest.approx(0.4)
     lex = single([_hit(1, 3.0, np.array([0.6, 0.8], np.float32))], q, lexical=True)
     assert lex[0].score == 3.0 and lex[0].dense == pytest.approx(0.6)
+
+
+def test_settled_ranks_equal_scores_by_chunk_id_whatever_order_they_came_in():
+    hits = [_hit(5, 2.0), _hit(3, 8.0), _hit(9, 8.0), _hit(1, 2.0), _hit(7, 8.0)]
+    assert [h.id for h in settled(hits, 4)] == ["c3", "c7", "c9", "c1"]
+    assert [h.id for h in settled(list(reversed(hits)), 4)] == ["c3", "c7", "c9", "c1"]

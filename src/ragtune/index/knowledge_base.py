@@ -27,7 +27,7 @@ from ragtune.errors import ConfigError, InputError, RagtuneError, StorageError
 from ragtune.index.embedders import Embedder, make_embedder
 from ragtune.index.ingest import IngestReport, Pending, SourceStatus, chunk_document, commit, prepare_file
 from ragtune.index.manifest import Manifest, PgManifest, SourceInfo
-from ragtune.index.search import FUSIONS, single
+from ragtune.index.search import FUSIONS, OVERFETCH, settled, single
 from ragtune.index.stores import VectorStore, is_url, looks_like_conninfo, make_store, redact
 from ragtune.index.writes import read_errors, write_errors
 from ragtune.types import Document, Hit
@@ -290,8 +290,8 @@ class KnowledgeBase:
         query_vector = self._query_vector(query)
         n = max(r.candidates, k, 4 * k if r.rerank else 0)
         with read_errors(self.location):  # not around the embedder: its errors are its own
-            dense = self.store.dense_search(query_vector, n, where) if mode != "lexical" else []
-            lexical = self.store.lexical_search(query, n, where) if mode != "dense" else []
+            dense = settled(self.store.dense_search(query_vector, OVERFETCH * n, where), n) if mode != "lexical" else []
+            lexical = settled(self.store.lexical_search(query, OVERFETCH * n, where), n) if mode != "dense" else []
         if mode == "hybrid":
             ranked = FUSIONS[r.fusion](dense, lexical, query_vector, r.dense_weight)
         else:

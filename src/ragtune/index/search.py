@@ -10,6 +10,10 @@ what lost plain RRF the first rank on SQuAD. ``w`` = 0.4 was chosen on squad-min
 
 ``rrf`` (weighted reciprocal rank fusion) is kept for comparison and for stores that do
 not return comparable scores.
+
+Candidates are `settled` first: equal scores ranked by chunk id, so a query retrieves the same passages in every
+process (LanceDB's full-text search returns tied scores in an order that changes between processes, at its cut-off
+too, and RAFT's training data with it).
 """
 
 from __future__ import annotations
@@ -72,6 +76,15 @@ def rrf(dense: list[StoredHit], lexical: list[StoredHit], query_vector: np.ndarr
                       + ((1 - dense_weight) / (k + rank_l[i]) if i in rank_l else 0.0) for i in ids])
     order = np.argsort(-fused, kind="stable")
     return [Scored(by_id[ids[i]], float(fused[i]), float(cos[i]), float(bm[i])) for i in order]
+
+
+OVERFETCH = 2  # candidates asked of a store per candidate kept: ties at the cut-off are settled among them
+
+
+def settled(hits: list[StoredHit], n: int) -> list[StoredHit]:
+    """The ``n`` best of a store's ``OVERFETCH * n`` by score, equal scores by chunk id: the same list in every
+    process, whatever order the store returned ties in (unless a tie runs past the hits fetched)."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))[:n]
 
 
 def single(hits: list[StoredHit], query_vector: np.ndarray, lexical: bool) -> list[Scored]:
