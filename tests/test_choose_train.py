@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 from ragtune.choose import Choice
-from ragtune.choose.train import budget, cap_note, capped, with_instruction
-from ragtune.config import Settings
+from ragtune.choose.train import budget, cap_note, capped, train_or_restart, with_instruction
+from ragtune.config import FinetuneSettings, Settings
+from ragtune.finetune.train import FineTuner
 from ragtune.rag import RAG
 from ragtune.types import Example
 
@@ -100,3 +101,32 @@ def test_the_report_says_the_training_data_was_cut_and_how_to_use_it_all():
                                                                          "available": 837}}}
     page = "".join(_choice(results))
     assert "a seeded sample of 837" in page and "3.3x the training time" in page and "--train-all" in page
+
+
+def test_a_stage_whose_checkpoints_hold_other_data_trains_from_the_start_and_says_so(tiny_lm_dir, tmp_path,
+                                                                                      monkeypatch):
+    # a bake-off whose inputs did not change, resumed by a ragtune that builds a stage's prompts differently:
+    # the stage cannot resume those checkpoints, and the bake-off must not stop with its other stages done
+    def rows(word):
+        return [Example(messages=[{"role": "user", "content": f"colour of item {i}?"},
+                                  {"role": "assistant", "content": f"{word} {i}"}]) for i in range(24)]
+
+    settings = FinetuneSettings(batch_size=4, max_seq_tokens=48, eval_every=2, save_every=2, patience=0,
+                                min_steps=0, max_steps=6, precision="fp32")
+    folder = tmp_path / "raft"
+
+    def interrupted(self, run):
+        raise KeyboardInterrupt  # killed before the stage wrote its model: checkpoints only
+
+    with monkeypatch.context() as m:
+        m.setattr(FineTuner, "save", interrupted)
+        try:
+            FineTuner(str(tiny_lm_dir), settings=settings).fit(rows("red"), None, folder)
+        except KeyboardInterrupt:
+            pass
+    assert (folder / "checkpoints").is_dir() and not (folder / "training_report.json").exists()
+    said: list[str] = []
+    report = train_or_restart(folder, rows("blue"), str(tiny_lm_dir), settings, said.append)
+    assert len(said) == 1 and "other training data" in said[0] and "from the start" in said[0]
+    assert report["steps"] == 6 and report["history"][0]["step"] == 1
+    assert (folder / "training_report.json").is_file() and not (folder / "checkpoints").exists()

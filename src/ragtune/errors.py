@@ -13,6 +13,10 @@ class InputError(RagtuneError):
     """A file, dataset row or request that cannot be used as given."""
 
 
+class CheckpointMismatch(InputError):
+    """A checkpoint made with other data or settings than the run asked to resume it."""
+
+
 class ConfigError(RagtuneError):
     """A setting in ragtune.toml, the environment or a flag that is invalid."""
 

@@ -30,7 +30,7 @@ from ragtune.choose.answers import answer_cap, answer_words, shaped
 from ragtune.choose.inputs import LABEL, drop, examples_digest, fingerprints, fresh, locked, stale, training_inputs
 from ragtune.choose.parts import Split, best_trial, examples_from, split_questions, with_values
 from ragtune.choose.synth_test import documents_only_tests, documents_qa, generator_for, reserved, top_up
-from ragtune.choose.train import budget, cap_note, capped, load_train
+from ragtune.choose.train import budget, cap_note, capped, load_train, train_or_restart
 from ragtune.config import CONFIG_FILE, FinetuneSettings, Settings, load_settings, save_overrides
 from ragtune.errors import InputError
 from ragtune.evaluate import runner
@@ -368,13 +368,9 @@ class Choice:
 
     def _train(self, folder: Path, examples: list[Example], stage: str, settings: FinetuneSettings,
                start: str | None = None, **extra: Any) -> Path:
-        from ragtune.finetune.train import FineTuner
-
         trained = report.read_report(folder)
         if trained is None:
-            resume = (folder / "checkpoints").is_dir()
-            trained = FineTuner(start or self.model, settings=settings).fit(examples, None, folder,
-                                                                             resume=resume).report
+            trained = train_or_restart(folder, examples, start or self.model, settings, self.say)
             release()  # the trained model, optimizer and activations: gone before the next stage loads its own
         for warning in trained.get("warnings") or []:
             self.say(f"  warning ({stage}): {warning}")

@@ -10,10 +10,14 @@ used of how many.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ragtune.config import ChooseSettings
+from ragtune.config import ChooseSettings, FinetuneSettings
+from ragtune.errors import CheckpointMismatch
 from ragtune.models.prompts import closed_book_messages
 from ragtune.types import Example
 
@@ -63,3 +67,21 @@ def cap_note(used: int, available: int, seconds_all: float | None = None,
     whole = f"; all {available} would take about {seconds_all / 60:.0f} min of training" if seconds_all else (
         f"; all {available} would take about {available / used:.1f}x as long")
     return f"training on {used} of {available} rows ({setting}, a time budget){whole}; --train-all uses every row"
+
+
+def train_or_restart(folder: Path, examples: list[Example], model: str, settings: FinetuneSettings,
+                     say: Callable[[str], None]) -> dict[str, Any]:
+    """Train a stage's model into ``folder``, resuming its checkpoints; its training report. Checkpoints of other
+    data than the stage builds now (choose's inputs are unchanged, else the stage was dropped: ragtune itself
+    changed how it builds them) cannot be resumed, so the stage trains from the start and says so, rather than
+    stop the bake-off with its other stages done."""
+    from ragtune.finetune.train import FineTuner
+
+    checkpoints = folder / "checkpoints"
+    try:
+        return FineTuner(model, settings=settings).fit(examples, None, folder, resume=checkpoints.is_dir()).report
+    except CheckpointMismatch:
+        say(f"  {checkpoints}: made with other training data than this run builds; training this stage from "
+            "the start")
+    shutil.rmtree(checkpoints)
+    return FineTuner(model, settings=settings).fit(examples, None, folder, resume=False).report

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ragtune.errors import InputError
+from ragtune.errors import CheckpointMismatch, InputError
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -141,7 +141,7 @@ def restore(folder: Path, model, optimizer, scheduler, accelerator, fingerprint:
     is loaded into the model."""
     state = read_state(folder)
     if fingerprint is not None and state.get("fingerprint") != fingerprint:
-        raise InputError(f"{folder}: was made with other data or settings; resume with the same ones "
+        raise CheckpointMismatch(f"{folder}: was made with other data or settings; resume with the same ones "
                          "or choose another --out")
     load_trainable(accelerator.unwrap_model(model), load_file(str(folder / "trainable.safetensors")), str(folder))
     optimizer.load_state_dict(_optimizer_from(load_file(str(folder / "optimizer.safetensors")),

@@ -297,7 +297,7 @@ class FineTuner:
         pad_id = run.tokenizer.pad_token_id
         val = mean_loss(run.model, run.data.val_enc[:s.eval_max_examples], pad_id, acc, s.batch_size, run.bf16,
                         run.budget)
-        since = st.evals[-1]["step"] if st.evals else 0
+        since = int(st.evals[-1]["step"]) if st.evals else 0
         st.evals.append({"step": st.step, "val_loss": val, "train_loss": interval_loss(st.history, since)})
         if st.best_val is None or val < st.best_val - s.min_delta:
             st.best_val, st.best_step, st.bad_evals = val, st.step, 0
