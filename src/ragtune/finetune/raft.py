@@ -104,8 +104,7 @@ def raft_examples(examples: list[Example], retriever: Retriever, settings: Setti
         rag = RAG(retriever, None, settings, instruction=instruction, count_tokens=count_tokens or estimate_tokens)
         prepared = rag.build(question, passages)
         n = next((i for i, h in enumerate(prepared.hits, 1) if with_gold and h.source == gold_source), None)
-        target = (ABSTAIN_TEXT if n is None and opts.absent == "abstain" else
-                  _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts.reasoning))
+        target = _target(example.answer, prepared.hits[n - 1].text if n else None, n, opts)
         out.append(Example(messages=prepared.messages + [{"role": "assistant", "content": target}],
                            source=example.source, line=example.line, gold_source=gold_source))
         stats.examples += 1
@@ -152,12 +151,13 @@ def seq_tokens(examples: list[Example], tokenizer: Any, floor: int) -> int:
     return max([floor] + [chat_length(tokenizer, e.messages) for e in examples])
 
 
-def _target(answer: str, gold_text: str | None, n: int | None, reasoning: bool) -> str:
+def _target(answer: str, gold_text: str | None, n: int | None, opts: RaftSettings) -> str:
     """The answer, citing the gold passage when it is in the prompt; with ``reasoning`` the supporting sentence
-    is quoted first (RAFT's chain-of-thought answers)."""
+    is quoted first (RAFT's chain-of-thought answers). Without the gold passage: the answer, or with ``absent =
+    "abstain"`` the abstention text."""
     if n is None:
-        return answer
-    if not reasoning or gold_text is None:
+        return ABSTAIN_TEXT if opts.absent == "abstain" else answer
+    if not opts.reasoning or gold_text is None:
         return f"{answer} [{n}]"
     sentences = [s for s in _SENTENCE.split(gold_text) if holds_answer(s, answer)]
     quote = sentences[0].strip() if sentences else ""
