@@ -142,7 +142,7 @@ def restore(folder: Path, model, optimizer, scheduler, accelerator, fingerprint:
     state = read_state(folder)
     if fingerprint is not None and state.get("fingerprint") != fingerprint:
         raise CheckpointMismatch(f"{folder}: was made with other data or settings; resume with the same ones "
-                         "or choose another --out")
+                                 "or choose another --out")
     load_trainable(accelerator.unwrap_model(model), load_file(str(folder / "trainable.safetensors")), str(folder))
     optimizer.load_state_dict(_optimizer_from(load_file(str(folder / "optimizer.safetensors")),
                                               state["optimizer_groups"]))

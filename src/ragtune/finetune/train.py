@@ -270,7 +270,7 @@ class FineTuner:
                 loss = acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / n_answer
                 st.tokens += sum(len(e.input_ids) for e in chunk)
                 st.history.append({"step": st.step, "loss": loss, "answer_tokens": n_answer,
-                               "lr": run.scheduler.get_last_lr()[0]})
+                                   "lr": run.scheduler.get_last_lr()[0]})
                 check_divergence([h["loss"] for h in st.history], plan.learning_rate)
                 tps = (st.tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", best_val=_fmt(st.best_val))
@@ -367,7 +367,9 @@ def interval_loss(history: list[dict[str, float]], since: int) -> float:
     at each evaluation, which cost as much as the validation pass and changed no weight (lora_dropout is 0 by
     default, so the two differ only by the weights moving within the interval)."""
     steps = [h for h in history if h["step"] > since] or history[-1:]
-    weights = [h.get("answer_tokens", 1) for h in steps]  # checkpoints from before the field weigh steps alike
+    # steps resumed from a checkpoint written before answer_tokens was recorded: every step weighs alike
+    recorded = all("answer_tokens" in h for h in steps)
+    weights = [h["answer_tokens"] if recorded else 1 for h in steps]
     return sum(h["loss"] * w for h, w in zip(steps, weights)) / max(sum(weights), 1)
 
 
