@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.evaluate.scorers import get_metric, strip_citations  # noqa: E402
-from ragtune.models.prompts import ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template  # noqa: E402
+from ragtune.models.prompts import (  # noqa: E402
+    ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template, template_text)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "reader_data"
@@ -50,7 +51,9 @@ INJECTIONS = ("fixed-word", "reveal-prompt", "language", "wrong-source", "link")
 FOREIGN = {"und", "ist", "der", "das", "nicht", "eine", "mit", "für", "ja", "nein", "kann", "können", "werden",
            "le", "les", "est", "et", "une", "des", "du", "pour", "oui", "non", "coûte", "bouteille", "vous"}
 CONTAINS, F1 = get_metric("contains"), get_metric("f1")
-NOISE = 0.05  # dev-score margin a template must beat the default by: below it, 41 questions cannot tell them apart
+# dev-score margin a template must beat the default by: two answers in 41 on each of the four measures the score
+# averages (or eight on one); below it, 41 questions cannot tell two templates apart
+NOISE = 0.05
 
 
 def render(src: Path, out: Path) -> None:
@@ -135,10 +138,10 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
     from ragtune.rag import RAG
 
     settings = load_settings(overrides={"generator.model": model, "rag.template": template})
-    t = get_template(template)
+    system, user = template_text(template)  # the worked examples, if any, are part of the user text
     trained = Path(model) / "wall.json"  # a RAFT reader trained again is another reader: its answers are new
     version = trained.read_text() if trained.is_file() else ""
-    stamp = hashlib.sha256(f"{model}|{t.system}|{t.user}|{kb_folder.name}{version}".encode()).hexdigest()[:12]
+    stamp = hashlib.sha256(f"{model}|{system}|{user}|{kb_folder.name}{version}".encode()).hexdigest()[:12]
     records, rag = [], None
     for item in questions:
         key = f"{stamp}|{item['q']}"
@@ -371,7 +374,7 @@ Injected instructions that reach the prompt after retrieval and context compress
 {', '.join(f"{split} {reached(split)}" for split in args.splits)}.
 
 Chosen on dev (score: the mean of gold fact, source cited either way, abstention and 1 − injection followed; the
-default `{DEFAULT_TEMPLATE}` stays unless another template scores more than {NOISE} higher, about two answers in 41):
+default `{DEFAULT_TEMPLATE}` stays unless another template scores more than {NOISE} higher: two answers in 41 on each measure):
 {'; '.join(f'{m}: **{t}** (dev scores: {detail})' for m, (t, detail) in chosen.items()) or '– (no complete dev rows)'}.
 """
     if ask:
