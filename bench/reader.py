@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
 from ragtune.config import load_settings  # noqa: E402
 from ragtune.evaluate.scorers import get_metric, strip_citations  # noqa: E402
-from ragtune.models.prompts import (  # noqa: E402
-    ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template, template_text)
+from ragtune.models.prompts import ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template, template_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "reader_data"
