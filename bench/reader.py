@@ -35,8 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section  # noqa: E402
-from ragtune.config import load_settings  # noqa: E402
+from ragtune.config import load_settings, parse_assignments  # noqa: E402
 from ragtune.evaluate.scorers import get_metric, strip_citations  # noqa: E402
+from ragtune.metrics import is_abstention  # noqa: E402
 from ragtune.models.prompts import ABSTAIN_TEXT, DEFAULT_TEMPLATE, TEMPLATE_NAMES, get_template, template_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,18 +130,20 @@ def answer_log() -> dict[str, dict]:
 
 
 def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, questions: list[dict],
-            log: dict[str, dict], generator_cache: dict, ask: bool = True) -> list[dict]:
+            log: dict[str, dict], generator_cache: dict, ask: bool = True, sets: dict[str, str] | None = None
+            ) -> list[dict]:
     """Each question's answer record through KnowledgeBase + RAG with defaults (resumed from the log); with
-    ``ask=False`` only the answers the log holds."""
+    ``ask=False`` only the answers the log holds. ``sets``: settings changed for these answers (``--set``)."""
     from ragtune.index.knowledge_base import KnowledgeBase
     from ragtune.models.backends import load_generator
     from ragtune.rag import RAG
 
-    settings = load_settings(overrides={"generator.model": model, "rag.template": template})
+    settings = load_settings(overrides={**(sets or {}), "generator.model": model, "rag.template": template})
     system, user = template_text(template)  # the worked examples, if any, are part of the user text
     trained = Path(model) / "wall.json"  # a RAFT reader trained again is another reader: its answers are new
     version = trained.read_text() if trained.is_file() else ""
-    stamp = hashlib.sha256(f"{model}|{system}|{user}|{kb_folder.name}{version}".encode()).hexdigest()[:12]
+    changed = "".join(f"|{k}={v}" for k, v in sorted((sets or {}).items()))  # none: the keys of earlier runs
+    stamp = hashlib.sha256(f"{model}|{system}|{user}|{kb_folder.name}{version}{changed}".encode()).hexdigest()[:12]
     records, rag = [], None
     for item in questions:
         key = f"{stamp}|{item['q']}"
@@ -242,7 +245,8 @@ def has_gold(r: dict) -> bool:
 
 
 def abstains(r: dict) -> bool:
-    return r["abstained"] or ABSTAIN_TEXT.lower()[:20] in r["text"].lower()
+    """ragtune's one abstention test: the abstain sentence, or a reader declining in its own words."""
+    return is_abstention(strip_citations(r["text"]), r["abstained"])
 
 
 def _ngrams(text: str, n: int = 5) -> set[tuple[str, ...]]:
@@ -314,9 +318,14 @@ def main() -> None:
     ap.add_argument("--raft-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="settings for the RAFT readers only, e.g. raft.kb_kinds='[\"wh\", \"fact\"]' (another "
                          "reader, trained beside the default one)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="settings for the packaged models' answers, e.g. rag.context_sentences=5 (their rows "
+                         "say so; answers are kept apart from the defaults')")
     ap.add_argument("--table-only", action="store_true",
                     help="ask nothing: tabulate the answers in the log (rows missing some say so)")
     args = ap.parse_args()
+    sets = parse_assignments(args.sets)
+    label = "".join(f"; {k}={v}" for k, v in sets.items())
     RUNS.mkdir(parents=True, exist_ok=True)
     log, generators = answer_log(), {}
     squad = None if args.no_squad else squad_questions()
@@ -327,15 +336,16 @@ def main() -> None:
         for template in args.templates:
             squad_records = None
             if squad:
-                squad_records = ask_all(model, template, squad_kb(), None, squad, log, generators, ask)
+                squad_records = ask_all(model, template, squad_kb(), None, squad, log, generators, ask, sets)
             for split in args.splits:
                 records, total = [], 0
                 for name, docs, questions in knowledge_bases(split):
-                    records += ask_all(model, template, RUNS / "kb" / name, docs, questions, log, generators, ask)
+                    records += ask_all(model, template, RUNS / "kb" / name, docs, questions, log, generators, ask,
+                                       sets)
                     total += len(questions)
                 if records:
-                    label = template if len(records) == total else f"{template} (partial: {len(records)}/{total})"
-                    rows.append((split, model, label, tally(records, template, squad_records)))
+                    tag = template if len(records) == total else f"{template} (partial: {len(records)}/{total})"
+                    rows.append((split, model + label, tag, tally(records, template, squad_records)))
     if args.raft:
         rows += raft_rows(args.models, log, generators, ask, args.raft_set)
     if not rows:

@@ -67,6 +67,27 @@ def test_abstention():
     assert not M.is_abstention("Paris")
 
 
+@pytest.mark.parametrize("text", [  # what SmolLM2-135M wrote in the reader benchmark instead of the abstain sentence
+    "The passage does not contain the answer to the question.",
+    "The passage is missing the answer to the question.",
+    "The Tidewater Ferries chief financial officer is not specified in the passage.",
+    "The answer is no. The passage does not provide any information about staff discounts.",
+    "The documents don't say.",
+])
+def test_a_reader_declining_in_its_own_words_is_an_abstention(text):
+    assert M.is_abstention(text)
+
+
+@pytest.mark.parametrize("text", [  # answers that say "not", about the world rather than the passages
+    "No, Route C does not carry foot passengers.",
+    "Breakfast is not included.",
+    "The Aberlune restaurant is not open on Mondays.",
+    "The passage is: Lifeboat drills must be finished within 12 minutes.",
+])
+def test_an_answer_that_negates_is_not_an_abstention(text):
+    assert not M.is_abstention(text)
+
+
 def test_recall_and_mrr_by_hand():
     ranked = ["a", "b", "c", "d"]
     assert M.recall_at_k(ranked, ["c"], 2) == 0.0

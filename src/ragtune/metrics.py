@@ -91,7 +91,12 @@ def groundedness(answer: str, passages: Sequence[str]) -> float | None:
 
 
 _ABSTAIN = re.compile(  # RAG's own ABSTAIN_TEXT ("I could not find this in the knowledge base.") among them
-    r"\b(i (do not|don't|cannot|can't|could not|couldn't) (know|answer|find|tell)|not (mentioned|stated|provided|found|in the (context|passages?|sources?))"
+    r"\b(i (do not|don't|cannot|can't|could not|couldn't) (know|answer|find|tell)"
+    r"|not (mentioned|stated|provided|found|specified|in the (context|passages?|sources?))"
+    # what small readers write instead of the abstain sentence ("The passage does not contain the answer to the
+    # question."); tied to the passages, since "Breakfast is not included." answers a question
+    r"|(passages?|context|text|documents?|sources?) (does not|doesn't|do not|don't) (contain|include|provide|mention"
+    r"|say|state|specify|give)|missing the answer"
     r"|no (relevant )?(information|answer)|(cannot|can't) be (answered|determined)|unanswerable|unknown)\b", re.IGNORECASE)
 
 
