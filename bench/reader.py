@@ -139,7 +139,7 @@ def ask_all(model: str, template: str, kb_folder: Path, docs: Path | None, quest
     from ragtune.rag import RAG
 
     settings = load_settings(overrides={**(sets or {}), "generator.model": model, "rag.template": template})
-    system, user = template_text(template)  # the worked examples, if any, are part of the user text
+    system, user = template_text(template)  # what a change of wording must invalidate
     trained = Path(model) / "wall.json"  # a RAFT reader trained again is another reader: its answers are new
     version = trained.read_text() if trained.is_file() else ""
     changed = "".join(f"|{k}={v}" for k, v in sorted((sets or {}).items()))  # none: the keys of earlier runs
@@ -320,7 +320,7 @@ def main() -> None:
                          "reader, trained beside the default one)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="sets",
                     help="settings for the packaged models' answers, e.g. rag.context_sentences=5 (their rows "
-                         "say so; answers are kept apart from the defaults')")
+                         "say so; their answers are kept apart from the defaults)")
     ap.add_argument("--table-only", action="store_true",
                     help="ask nothing: tabulate the answers in the log (rows missing some say so)")
     args = ap.parse_args()
